@@ -1,0 +1,59 @@
+# Copyright: lockbox.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""btrfs-progs: format, usage and online resize."""
+
+from __future__ import annotations
+
+from ansible_collections.lockbox.fleet.plugins.module_utils._errors import LockboxError
+
+# mkfs.btrfs refuses devices below about 114 MB; smaller datastores are useless anyway.
+MIN_FILESYSTEM_SIZE = 256 * 1024 ** 2
+
+_USAGE_KEYS = {
+    "Device size": "device_size",
+    "Device allocated": "allocated",
+    "Device unallocated": "unallocated",
+    "Device slack": "slack",
+    "Used": "used",
+    "Free (estimated)": "free_estimated",
+    "Free (statfs, df)": "free_statfs",
+}
+
+
+def parse_usage(text):
+    """Parse the "Overall:" block of ``btrfs filesystem usage -b`` (raw byte counts).
+
+    btrfs-progs 6.14 has no JSON form of this command; its overall block is a stable
+    ``key: value`` list, and we read only the first number of each known key.
+    """
+    usage = {}
+    for line in text.splitlines():
+        if not line.startswith("    ") or ":" not in line:
+            continue
+        key, _, rest = line.strip().partition(":")
+        field = _USAGE_KEYS.get(key.strip())
+        if field is None or not rest.split():
+            continue
+        try:
+            usage[field] = int(rest.split()[0])
+        except ValueError:
+            raise LockboxError("unexpected value for %r in btrfs filesystem usage: %r" % (key, rest.strip()))
+    missing = {"device_size", "used", "free_estimated"} - set(usage)
+    if missing:
+        raise LockboxError("btrfs filesystem usage output lacks %s" % ", ".join(sorted(missing)),
+                           stdout=text)
+    usage.setdefault("slack", 0)
+    return usage
+
+
+def usage(runner, mountpoint):
+    return parse_usage(runner.run(["btrfs", "filesystem", "usage", "-b", mountpoint]).stdout)
+
+
+def mkfs(runner, target, label):
+    runner.run(["mkfs.btrfs", "--quiet", "--label", label, target])
+
+
+def grow_to_max(runner, mountpoint):
+    """Grow the filesystem's single device to the size of what backs it, online."""
+    runner.run(["btrfs", "filesystem", "resize", "max", mountpoint])

@@ -1,0 +1,52 @@
+# Copyright: lockbox.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Runs external tools in the C locale and turns failures into LockboxError.
+
+Modules pass AnsibleModule.run_command; the host runtime uses subprocess. Secrets are
+only ever handed over as ``stdin``, so the argv recorded in errors and logs is safe.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+from ansible_collections.lockbox.fleet.plugins.module_utils._errors import LockboxError
+
+C_LOCALE = {"LC_ALL": "C", "LANG": "C", "LANGUAGE": "C"}
+
+
+class CommandResult:
+    __slots__ = ("argv", "rc", "stdout", "stderr")
+
+    def __init__(self, argv, rc, stdout, stderr):
+        self.argv = argv
+        self.rc = rc
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+class Runner:
+    """Executes argv lists. ``calls`` records every argv, for tests and reports."""
+
+    def __init__(self, module=None):
+        self._module = module
+        self.calls = []
+
+    def run(self, argv, stdin=None, ok_rcs=(0,)):
+        argv = [str(a) for a in argv]
+        self.calls.append(argv)
+        if self._module is not None:
+            rc, out, err = self._module.run_command(
+                argv, data=stdin, binary_data=True, environ_update=dict(C_LOCALE))
+        else:
+            import os
+            env = dict(os.environ, **C_LOCALE)
+            proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=env, check=False)
+            rc, out, err = proc.returncode, proc.stdout, proc.stderr
+        if rc not in ok_rcs:
+            tool = argv[0].rsplit("/", 1)[-1]
+            detail = (err or out or "").strip().splitlines()
+            raise LockboxError(
+                "%s failed (rc=%s): %s" % (tool, rc, detail[-1] if detail else "no output"),
+                cmd=argv, rc=rc, stdout=out, stderr=err)
+        return CommandResult(argv, rc, out, err)

@@ -1,0 +1,84 @@
+# Copyright: lockbox.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""systemd: unit names, unit files and systemctl."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+
+UNIT_DIR = "/etc/systemd/system"
+_UNIT_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_.")
+
+
+def escape_path(path):
+    """The unit-name form of a path, as ``systemd-escape --path`` prints it."""
+    trimmed = posixpath.normpath(path).strip("/")
+    if not trimmed:
+        return "-"
+    out = []
+    for index, byte in enumerate(trimmed.encode("utf-8")):
+        char = chr(byte)
+        if char == "/":
+            out.append("-")
+        elif char in _UNIT_SAFE and not (index == 0 and char == "."):
+            out.append(char)
+        else:
+            out.append("\\x%02x" % byte)
+    return "".join(out)
+
+
+def mount_unit_name(where):
+    return escape_path(where) + ".mount"
+
+
+def parse_show(text):
+    """``systemctl show -p A,B`` prints A=value lines."""
+    props = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            props[key] = value
+    return props
+
+
+def unit_status(runner, unit):
+    props = parse_show(runner.run(
+        ["systemctl", "show", unit, "-p", "LoadState,ActiveState,SubState,FragmentPath,UnitFileState"]).stdout)
+    return {
+        "loaded": props.get("LoadState") == "loaded",
+        "active": props.get("ActiveState") == "active",
+        "enabled": props.get("UnitFileState") == "enabled",
+        "fragment": props.get("FragmentPath") or None,
+    }
+
+
+def read_unit_file(unit):
+    try:
+        with open(posixpath.join(UNIT_DIR, unit)) as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def write_unit_file(unit, content):
+    """Write atomically so a crash never leaves half a unit file."""
+    path = posixpath.join(UNIT_DIR, unit)
+    temporary = path + ".lockbox-tmp"
+    with open(temporary, "w") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(temporary, 0o644)
+    os.replace(temporary, path)
+
+
+def remove_unit_file(unit):
+    try:
+        os.unlink(posixpath.join(UNIT_DIR, unit))
+    except FileNotFoundError:
+        pass
+
+
+def systemctl(runner, *args):
+    runner.run(["systemctl", *args])
