@@ -1,0 +1,52 @@
+"""Unit-test wiring: import the collection from .build/collections and replay tools.
+
+Unit tests never touch the host: every external command is answered by a FakeRunner
+from output recorded in a real trixie test guest (tests/unit/fixtures/).
+"""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+COLLECTIONS = ROOT / ".build" / "collections"
+if not (COLLECTIONS / "ansible_collections" / "lockbox" / "fleet").exists():
+    raise RuntimeError("run scripts/setup first: it links the collection into %s" % COLLECTIONS)
+sys.path.insert(0, str(COLLECTIONS))
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def fixture_text(name):
+    return (FIXTURES / name).read_text()
+
+
+class FakeRunner:
+    """Answers argv lists from a table of (argv prefix -> (rc, stdout)); records calls."""
+
+    def __init__(self, answers=None):
+        self.answers = list(answers or [])
+        self.calls = []
+        self.stdins = []
+
+    def answer(self, prefix, stdout="", rc=0):
+        self.answers.insert(0, (list(prefix), rc, stdout))
+
+    def run(self, argv, stdin=None, ok_rcs=(0,)):
+        from ansible_collections.lockbox.fleet.plugins.module_utils._errors import LockboxError
+        from ansible_collections.lockbox.fleet.plugins.module_utils._runner import CommandResult
+        argv = [str(a) for a in argv]
+        self.calls.append(argv)
+        self.stdins.append(stdin)
+        for prefix, rc, stdout in self.answers:
+            if argv[:len(prefix)] == prefix:
+                if rc not in ok_rcs:
+                    raise LockboxError("%s failed" % argv[0], cmd=argv, rc=rc, stdout=stdout, stderr="")
+                return CommandResult(argv, rc, stdout, "")
+        return CommandResult(argv, 0, "", "")
+
+
+@pytest.fixture
+def fake_runner():
+    return FakeRunner()

@@ -1,0 +1,94 @@
+"""Parsers against output recorded in a trixie guest (util-linux 2.41, btrfs-progs 6.14, systemd 257)."""
+
+import pytest
+
+from ansible_collections.lockbox.fleet.plugins.module_utils import _btrfs, _findmnt, _losetup, _lsblk, _systemd
+from ansible_collections.lockbox.fleet.plugins.module_utils._errors import LockboxError
+
+from ...conftest import FakeRunner, fixture_text
+
+
+def test_findmnt_datastore():
+    [mount] = _findmnt.parse(fixture_text("findmnt_datastore.json"))
+    assert mount["source"] == "/dev/loop0"
+    assert mount["target"] == "/mnt/rediacc"
+    assert mount["fstype"] == "btrfs"
+    assert "noatime" in mount["options"]
+    assert mount["uuid"] == "7a3f873b-0808-4309-849e-0dc482924657"
+
+
+def test_findmnt_subvolume_source_is_split():
+    text = '{"filesystems": [{"source": "/dev/vdb[/@data]", "target": "/srv", "fstype": "btrfs", "options": "rw"}]}'
+    [mount] = _findmnt.parse(text)
+    assert (mount["source"], mount["subvolume"]) == ("/dev/vdb", "/@data")
+
+
+def test_findmnt_nothing_mounted_is_none():
+    runner = FakeRunner()
+    runner.answer(["findmnt"], "", rc=1)
+    assert _findmnt.mount_at(runner, "/mnt/nothing") is None
+    assert runner.calls == [["findmnt", "-J", "-o", "SOURCE,TARGET,FSTYPE,OPTIONS,UUID", "--mountpoint", "/mnt/nothing"]]
+
+
+def test_losetup_datastore():
+    [loop] = _losetup.parse(fixture_text("losetup_datastore.json"))
+    assert loop == {"name": "/dev/loop0", "back_file": "/var/lib/rediacc/datastore.pool",
+                    "autoclear": True, "read_only": False}
+
+
+def test_losetup_deleted_backing_file():
+    text = '{"loopdevices": [{"name": "/dev/loop3", "back-file": "/x/pool (deleted)", "autoclear": false, "ro": false}]}'
+    assert _losetup.parse(text)[0]["back_file"] == "/x/pool"
+
+
+def test_blkid_btrfs_pool():
+    signature = _lsblk.parse_blkid_export(fixture_text("blkid_btrfs_pool.txt"))
+    assert signature["TYPE"] == "btrfs"
+    assert signature["LABEL"] == "lockbox-datastore"
+    assert signature["FSSIZE"] == "1073741824"
+
+
+def test_blkid_nothing_found_is_empty():
+    runner = FakeRunner()
+    runner.answer(["blkid"], "", rc=2)
+    assert _lsblk.probe(runner, "/dev/vdb") == {}
+
+
+def test_lsblk_sizes():
+    assert _lsblk.parse_lsblk(fixture_text("lsblk_loop_grown.json")) == [
+        {"name": "/dev/loop0", "size": 1610612736, "fstype": "btrfs", "type": "loop"}]
+    assert _lsblk.parse_lsblk(fixture_text("lsblk_vdb.json"))[0]["size"] == 4294967296
+
+
+@pytest.mark.parametrize("fixture, device_size, slack, free", [
+    ("btrfs_usage_1g.txt", 1073741824, 0, 949616640),
+    ("btrfs_usage_slack.txt", 1073741824, 536870912, 949616640),
+    ("btrfs_usage_grown.txt", 1610612736, 0, 1486487552),
+])
+def test_btrfs_usage(fixture, device_size, slack, free):
+    usage = _btrfs.parse_usage(fixture_text(fixture))
+    assert usage["device_size"] == device_size
+    assert usage["slack"] == slack
+    assert usage["free_estimated"] == free
+    assert usage["used"] == 294912
+
+
+def test_btrfs_usage_garbage_is_an_error():
+    with pytest.raises(LockboxError, match="lacks"):
+        _btrfs.parse_usage("ERROR: not a btrfs filesystem: /mnt/x\n")
+
+
+def test_systemctl_show():
+    assert _systemd.parse_show(fixture_text("systemctl_show_mounted.txt")) == {
+        "LoadState": "loaded", "ActiveState": "active", "SubState": "mounted",
+        "FragmentPath": "/etc/systemd/system/mnt-rediacc.mount", "UnitFileState": "enabled"}
+    runner = FakeRunner()
+    runner.answer(["systemctl", "show"], fixture_text("systemctl_show_missing.txt"))
+    assert _systemd.unit_status(runner, "mnt-nothing.mount") == {
+        "loaded": False, "active": False, "enabled": False, "fragment": None}
+
+
+def test_mount_unit_names_match_systemd_escape():
+    recorded = fixture_text("systemd_escape.txt").splitlines()
+    paths = ["/mnt/rediacc", "/srv/lock box/data-1", "/a.b/_c:d", "/mnt/ünï"]
+    assert [_systemd.mount_unit_name(p) for p in paths] == recorded
