@@ -98,6 +98,7 @@ class Observed:
                                  else _lsblk.device_size(runner, spec.device))
         self.signature = _lsblk.probe(runner, spec.backing) if self.backing_exists else {}
         self.loop_devices = _losetup.devices_for(runner, spec.pool_file) if spec.pool_file else []
+        self.host_free = _free_bytes_near(spec.pool_file) if spec.pool_file else None
         self.usage = None
         self.loop_size = None
         if self.mount:
@@ -123,6 +124,23 @@ class Observed:
             "mounted": bool(self.mount),
             "unit_enabled": self.unit["enabled"],
         }
+
+
+def _free_bytes_near(path):
+    """Free bytes on the filesystem that holds (or will hold) ``path``."""
+    directory = posixpath.dirname(path)
+    while not os.path.isdir(directory):
+        directory = posixpath.dirname(directory)
+    stat = os.statvfs(directory)
+    return stat.f_bavail * stat.f_frsize
+
+
+def _check_room(spec, obs, new_size):
+    """Refuse before touching anything when the host cannot hold the pool file."""
+    needed = new_size - (obs.backing_size or 0)
+    if obs.host_free is not None and needed > obs.host_free:
+        raise InvalidInput("not enough free space for %s: it needs %s more, the host filesystem has %s free"
+                           % (spec.pool_file, format_size(needed), format_size(obs.host_free)))
 
 
 def _is_block_device(path):
@@ -161,6 +179,7 @@ def _plan_present(spec, obs, runner):
         if not obs.backing_exists:
             if spec.size is None:
                 raise InvalidInput("size is required to create the pool file %s" % spec.pool_file)
+            _check_room(spec, obs, spec.size)
             actions.append(Action("create-pool-file", "allocate %s at %s" % (format_size(spec.size), spec.pool_file),
                                   lambda: _allocate(spec.pool_file, spec.size)))
         elif spec.size is not None and spec.size < obs.backing_size:
@@ -205,6 +224,7 @@ def _plan_grow(spec, obs, runner):
     target = obs.backing_size
     if spec.pool_file and spec.size is not None and spec.size > obs.backing_size:
         target = spec.size
+        _check_room(spec, obs, spec.size)
         actions.append(Action("grow-pool-file", "grow %s from %s to %s" % (
             spec.pool_file, format_size(obs.backing_size), format_size(spec.size)),
             lambda: _allocate(spec.pool_file, spec.size)))
