@@ -37,7 +37,8 @@ def parse_usage(text):
         try:
             usage[field] = int(rest.split()[0])
         except ValueError:
-            raise LockboxError("unexpected value for %r in btrfs filesystem usage: %r" % (key, rest.strip()))
+            raise LockboxError(
+                "unexpected value for %r in btrfs filesystem usage: %r" % (key, rest.strip())) from None
     missing = {"device_size", "used", "free_estimated"} - set(usage)
     if missing:
         raise LockboxError("btrfs filesystem usage output lacks %s" % ", ".join(sorted(missing)),

@@ -26,7 +26,7 @@ LABEL = "lockbox-datastore"
 class Spec:
     """What the operator asked for, validated before anything on the host is touched."""
 
-    def __init__(self, path, state="present", pool_file=None, device=None, size=None, force=False):
+    def __init__(self, path, *, state="present", pool_file=None, device=None, size=None, force=False):
         if state not in ("present", "absent"):
             raise InvalidInput("state must be present or absent, got %r" % (state,))
         self.state = state
@@ -152,7 +152,7 @@ def _is_block_device(path):
 
 
 class Action:
-    __slots__ = ("name", "detail", "apply")
+    __slots__ = ("apply", "detail", "name")
 
     def __init__(self, name, detail, apply):
         self.name = name
@@ -285,7 +285,7 @@ def _allocate(path, size):
         os.posix_fallocate(fd, 0, size)
         os.fsync(fd)
     except OSError as exc:
-        raise LockboxError("cannot allocate %s for %s: %s" % (format_size(size), path, exc.strerror))
+        raise LockboxError("cannot allocate %s for %s: %s" % (format_size(size), path, exc.strerror)) from None
     finally:
         os.close(fd)
 

@@ -39,5 +39,6 @@ def check_absolute_path(path, what, allow_system=False):
             raise InvalidInput("%s must not be the root directory" % what)
         for tree in SYSTEM_TREES:
             if is_under(normal, tree):
-                raise InvalidInput("%s %r is under the system tree %s; choose a path such as /mnt/rediacc" % (what, path, tree))
+                raise InvalidInput("%s %r is under the system tree %s; choose a path such as /mnt/rediacc"
+                                   % (what, path, tree))
     return normal

@@ -16,7 +16,7 @@ C_LOCALE = {"LC_ALL": "C", "LANG": "C", "LANGUAGE": "C"}
 
 
 class CommandResult:
-    __slots__ = ("argv", "rc", "stdout", "stderr")
+    __slots__ = ("argv", "rc", "stderr", "stdout")
 
     def __init__(self, argv, rc, stdout, stderr):
         self.argv = argv

@@ -84,7 +84,8 @@ def test_create_applies_in_order_with_exact_argv(host):
     runner = fresh_runner()
     spec = _datastore.Spec("/mnt/rediacc", pool_file=host["pool"], size="1G")
     _datastore.run(spec, runner)
-    changing = [c for c in runner.calls if c[:2] != ["systemctl", "show"] and c[0] not in ("findmnt", "blkid", "losetup")]
+    observing = ("findmnt", "blkid", "losetup")
+    changing = [c for c in runner.calls if c[:2] != ["systemctl", "show"] and c[0] not in observing]
     assert host["allocated"] == [(host["pool"], GIB)]
     assert changing == [
         ["mkfs.btrfs", "--quiet", "--label", "lockbox-datastore", host["pool"]],

@@ -27,7 +27,8 @@ def test_findmnt_nothing_mounted_is_none():
     runner = FakeRunner()
     runner.answer(["findmnt"], "", rc=1)
     assert _findmnt.mount_at(runner, "/mnt/nothing") is None
-    assert runner.calls == [["findmnt", "-J", "-o", "SOURCE,TARGET,FSTYPE,OPTIONS,UUID", "--mountpoint", "/mnt/nothing"]]
+    assert runner.calls == [
+        ["findmnt", "-J", "-o", "SOURCE,TARGET,FSTYPE,OPTIONS,UUID", "--mountpoint", "/mnt/nothing"]]
 
 
 def test_losetup_datastore():
@@ -37,7 +38,8 @@ def test_losetup_datastore():
 
 
 def test_losetup_deleted_backing_file():
-    text = '{"loopdevices": [{"name": "/dev/loop3", "back-file": "/x/pool (deleted)", "autoclear": false, "ro": false}]}'
+    text = ('{"loopdevices": [{"name": "/dev/loop3", "back-file": "/x/pool (deleted)",'
+            ' "autoclear": false, "ro": false}]}')
     assert _losetup.parse(text)[0]["back_file"] == "/x/pool"
 
 
