@@ -30,7 +30,7 @@ def parse_usage(text):
     for line in text.splitlines():
         if not line.startswith("    ") or ":" not in line:
             continue
-        key, _, rest = line.strip().partition(":")
+        key, _sep, rest = line.strip().partition(":")
         field = _USAGE_KEYS.get(key.strip())
         if field is None or not rest.split():
             continue

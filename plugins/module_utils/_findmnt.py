@@ -19,7 +19,7 @@ def parse(text):
         for entry in entries:
             source = entry.get("source") or ""
             # btrfs sources read "/dev/loop0[/subvol]" when a subvolume is mounted.
-            device, _, rest = source.partition("[")
+            device, _sep, rest = source.partition("[")
             mounts.append({
                 "source": device,
                 "subvolume": rest.rstrip("]") if rest else None,

@@ -18,7 +18,7 @@ description:
   - Every step is planned from what is observed on the host, so a run interrupted half
     way is completed by the next run. In check mode the planned actions are returned.
 author:
-  - lockbox.fleet developers
+  - lockbox.fleet developers (@lockbox-fleet)
 extends_documentation_fragment:
   - lockbox.fleet.attributes
 attributes:
@@ -27,6 +27,7 @@ attributes:
   diff_mode:
     support: full
   platform:
+    support: full
     platforms: posix
 options:
   path:
