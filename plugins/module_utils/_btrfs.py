@@ -58,3 +58,46 @@ def mkfs(runner, target, label):
 def grow_to_max(runner, mountpoint):
     """Grow the filesystem's single device to the size of what backs it, online."""
     runner.run(["btrfs", "filesystem", "resize", "max", mountpoint])
+
+
+def is_subvolume(path):
+    """The root directory of every BTRFS subvolume has inode 256."""
+    import os
+    try:
+        return os.stat(path).st_ino == 256
+    except OSError:
+        return False
+
+
+def subvolume_create(runner, path):
+    runner.run(["btrfs", "subvolume", "create", path])
+
+
+def subvolume_delete(runner, path):
+    runner.run(["btrfs", "subvolume", "delete", path])
+
+
+# Freeze, snapshot, thaw, in a process of its own session: if the caller is killed
+# mid-way, the thaw still runs (a parent left frozen would hang its applications).
+_FROZEN_SNAPSHOT = r"""
+set -u
+mount=$1 source=$2 target=$3 errors=$4
+fsfreeze --freeze "$mount" 2>"$errors" || exit 10
+trap 'fsfreeze --unfreeze "$mount"' EXIT
+btrfs subvolume snapshot "$source" "$target" >/dev/null 2>>"$errors"
+"""
+
+
+def snapshot(runner, source, target, freeze=None, errors="/dev/null"):
+    """Snapshot subvolume ``source`` as ``target``; freeze the filesystem at ``freeze``
+    (the repository's mount point) only for that instant so the copy is clean."""
+    if freeze is None:
+        runner.run(["btrfs", "subvolume", "snapshot", source, target])
+        return
+    runner.run(["setsid", "--wait", "sh", "-c", _FROZEN_SNAPSHOT, "lockbox-snapshot",
+                freeze, source, target, errors])
+
+
+def thaw(runner, mount):
+    """Thaw a filesystem an interrupted fork may have left frozen (an error if it is not)."""
+    runner.run(["fsfreeze", "--unfreeze", mount], ok_rcs=(0, 1))

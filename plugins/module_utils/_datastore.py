@@ -16,6 +16,7 @@ import posixpath
 from ansible_collections.lockbox.fleet.plugins.module_utils import _btrfs, _findmnt, _losetup, _lsblk, _systemd
 from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput, LockboxError
 from ansible_collections.lockbox.fleet.plugins.module_utils._paths import check_absolute_path
+from ansible_collections.lockbox.fleet.plugins.module_utils._plan import Action
 from ansible_collections.lockbox.fleet.plugins.module_utils._size import MIB, format_size, parse_size, round_up
 
 DEFAULT_PATH = "/mnt/rediacc"
@@ -149,18 +150,6 @@ def _is_block_device(path):
         return stat.S_ISBLK(os.stat(path).st_mode)
     except OSError:
         return False
-
-
-class Action:
-    __slots__ = ("apply", "detail", "name")
-
-    def __init__(self, name, detail, apply):
-        self.name = name
-        self.detail = detail
-        self.apply = apply
-
-    def report(self):
-        return {"action": self.name, "detail": self.detail}
 
 
 def plan(spec, observed, runner):

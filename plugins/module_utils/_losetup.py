@@ -35,3 +35,12 @@ def devices_for(runner, back_file):
 def refresh_capacity(runner, device):
     """Make the loop device see its grown backing file (losetup -c)."""
     runner.run(["losetup", "--set-capacity", device])
+
+
+def attach(runner, image):
+    """Attach ``image`` to the first free loop device and return its name."""
+    return runner.run(["losetup", "--find", "--show", image]).stdout.strip()
+
+
+def detach(runner, device):
+    runner.run(["losetup", "--detach", device])

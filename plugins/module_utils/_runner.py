@@ -41,8 +41,11 @@ class Runner:
         else:
             import os
             env = dict(os.environ, **C_LOCALE)
-            proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=env, check=False)
-            rc, out, err = proc.returncode, proc.stdout, proc.stderr
+            data = stdin.encode() if isinstance(stdin, str) else stdin
+            proc = subprocess.run(argv, input=data, capture_output=True, env=env, check=False)
+            rc = proc.returncode
+            out = proc.stdout.decode(errors="replace")
+            err = proc.stderr.decode(errors="replace")
         if rc not in ok_rcs:
             tool = argv[0].rsplit("/", 1)[-1]
             detail = (err or out or "").strip().splitlines()

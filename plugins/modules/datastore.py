@@ -158,9 +158,7 @@ datastore:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _datastore
-from ansible_collections.lockbox.fleet.plugins.module_utils._errors import LockboxError
-from ansible_collections.lockbox.fleet.plugins.module_utils._runner import Runner
+from ansible_collections.lockbox.fleet.plugins.module_utils import _datastore, _module
 
 ARGUMENT_SPEC = dict(
     path=dict(type="path", default=_datastore.DEFAULT_PATH),
@@ -175,17 +173,15 @@ ARGUMENT_SPEC = dict(
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
-    try:
+
+    def converge(runner):
         spec = _datastore.Spec(
             path=params["path"], state=params["state"],
             pool_file=None if params["device"] else params["pool_file"],
             device=params["device"], size=params["size"], force=params["force"])
-        result = _datastore.run(spec, Runner(module), check_mode=module.check_mode)
-    except LockboxError as exc:
-        module.fail_json(**exc.as_result())
-    if not module._diff:
-        result.pop("diff")
-    module.exit_json(**result)
+        return _datastore.run(spec, runner, check_mode=module.check_mode)
+
+    _module.run(module, converge)
 
 
 if __name__ == "__main__":

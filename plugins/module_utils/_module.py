@@ -1,0 +1,43 @@
+# Copyright: lockbox.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Argument specs and the run wrapper shared by the repository modules."""
+
+from __future__ import annotations
+
+from ansible_collections.lockbox.fleet.plugins.module_utils import _repo
+from ansible_collections.lockbox.fleet.plugins.module_utils._errors import LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._runner import Runner
+from ansible_collections.lockbox.fleet.plugins.module_utils._state import DEFAULT_STATE_DIR
+
+LAYOUT_ARGS = dict(
+    datastore=dict(type="path", default=_repo.DEFAULT_DATASTORE),
+    mount_root=dict(type="path"),
+    state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
+)
+
+KEY_ARGS = dict(
+    key=dict(type="str", no_log=True),
+    passphrase=dict(type="str", no_log=True),
+    key_file=dict(type="path", no_log=False),
+)
+
+KEY_EXCLUSIVE = [("key", "passphrase", "key_file")]
+
+
+def layout(params):
+    return _repo.Layout(params["datastore"], params["mount_root"], params["state_dir"])
+
+
+def key(params):
+    return _repo.key_from(params.get("key"), params.get("passphrase"), params.get("key_file"))
+
+
+def run(module, operation):
+    """Call ``operation(runner)``; report its result or its one typed error."""
+    try:
+        result = operation(Runner(module))
+    except LockboxError as exc:
+        module.fail_json(**exc.as_result())
+    if not module._diff:
+        result.pop("diff", None)
+    module.exit_json(**result)

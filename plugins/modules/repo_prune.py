@@ -1,0 +1,61 @@
+#!/usr/bin/python
+# Copyright: lockbox.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: repo_prune
+short_description: Remove what interrupted repository operations left behind
+version_added: 0.1.0
+description:
+  - Finds records of creates, forks and deletes that did not finish, subvolumes no record
+    owns, and device-mapper mappings of ours without a repository, and removes them
+    (unmount, close, detach, wipe keyslots, delete subvolume, forget the record).
+  - A parent left frozen by an interrupted fork is thawed.
+  - Repositories that are ready are never touched. In check mode the list is returned.
+author:
+  - lockbox.fleet developers (@lockbox-fleet)
+extends_documentation_fragment:
+  - lockbox.fleet.attributes
+  - lockbox.fleet.repo
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  platform:
+    support: full
+    platforms: posix
+"""
+
+EXAMPLES = r"""
+- name: Show what would be cleaned
+  lockbox.fleet.repo_prune:
+  check_mode: true
+
+- name: Clean up
+  lockbox.fleet.repo_prune:
+"""
+
+RETURN = r"""
+actions:
+  description: The cleanup steps planned (check mode) or taken.
+  returned: always
+  type: list
+  elements: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.lockbox.fleet.plugins.module_utils import _module, _repo
+
+
+def main():
+    module = AnsibleModule(argument_spec=dict(**_module.LAYOUT_ARGS), supports_check_mode=True)
+    _module.run(module, lambda runner: _repo.prune(_module.layout(module.params), runner,
+                                                   check_mode=module.check_mode))
+
+
+if __name__ == "__main__":
+    main()
