@@ -1,8 +1,10 @@
 # Copyright: lockbox.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""btrfs-progs: format, usage and online resize."""
+"""btrfs-progs: format, usage, online resize, subvolumes and snapshots."""
 
 from __future__ import annotations
+
+import os
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._errors import LockboxError
 
@@ -62,7 +64,6 @@ def grow_to_max(runner, mountpoint):
 
 def is_subvolume(path):
     """The root directory of every BTRFS subvolume has inode 256."""
-    import os
     try:
         return os.stat(path).st_ino == 256
     except OSError:
@@ -81,21 +82,26 @@ def subvolume_delete(runner, path):
 # mid-way, the thaw still runs (a parent left frozen would hang its applications).
 _FROZEN_SNAPSHOT = r"""
 set -u
-mount=$1 source=$2 target=$3 errors=$4
+mount=$1 source=$2 target=$3 errors=$4 pause_marker=$5
 fsfreeze --freeze "$mount" 2>"$errors" || exit 10
 trap 'fsfreeze --unfreeze "$mount"' EXIT
+if [ -n "$pause_marker" ]; then
+    # Fault injection for the kill tests: stay frozen a while, so the caller can be killed.
+    echo "$6 frozen" > "$pause_marker"
+    sleep 5
+fi
 btrfs subvolume snapshot "$source" "$target" >/dev/null 2>>"$errors"
 """
 
 
-def snapshot(runner, source, target, freeze=None, errors="/dev/null"):
+def snapshot(runner, source, target, *, freeze=None, errors="/dev/null", pause_marker=""):
     """Snapshot subvolume ``source`` as ``target``; freeze the filesystem at ``freeze``
     (the repository's mount point) only for that instant so the copy is clean."""
     if freeze is None:
         runner.run(["btrfs", "subvolume", "snapshot", source, target])
         return
     runner.run(["setsid", "--wait", "sh", "-c", _FROZEN_SNAPSHOT, "lockbox-snapshot",
-                freeze, source, target, errors])
+                freeze, source, target, errors, pause_marker, str(os.getpid())])
 
 
 def thaw(runner, mount):

@@ -37,6 +37,20 @@ MIN_REPO_SIZE = 64 * MIB
 MOUNT_OPTIONS = "noatime"
 
 
+# Fault injection for the kill tests: with LOCKBOX_FAULT_PAUSE=<action>, the operation
+# stops after that action, writes its pid to FAULT_PAUSE_MARKER and waits to be killed.
+FAULT_PAUSE_ENV = "LOCKBOX_FAULT_PAUSE"
+FAULT_PAUSE_MARKER = "/run/lockbox-fault-paused"
+
+
+def _fault_pause(action):
+    import time
+    with open(FAULT_PAUSE_MARKER, "w") as handle:
+        handle.write("%d %s\n" % (os.getpid(), action))
+    time.sleep(600)
+    raise LockboxError("fault pause after %s was not ended by a kill" % action)
+
+
 class Layout:
     """Where a repository's pieces live on a host; every path is a role variable."""
 
@@ -153,9 +167,13 @@ class Operation:
         self.actions.append(Action(name, detail, apply))
 
     def apply(self):
-        if not self.check_mode:
-            for action in self.actions:
-                action.apply()
+        if self.check_mode:
+            return
+        pause_after = os.environ.get(FAULT_PAUSE_ENV)
+        for action in self.actions:
+            action.apply()
+            if action.name == pause_after:
+                _fault_pause(action.name)
 
     # Building blocks used by several plans. Each reads the record at apply time, since
     # a GUID allocated by an earlier action is only known then.
@@ -209,7 +227,7 @@ class Operation:
         """Remove everything of a repository: used by delete and to redo an interrupted create/fork."""
         layout, runner, guid = self.layout, self.runner, observed.guid
         self.plan_close(observed)
-        if observed.image and _cryptsetup_is_luks(runner, layout.image(guid)):
+        if observed.image and _has_keyslots(runner, layout.image(guid)):
             self.add("erase-header", "wipe the LUKS keyslots of %s" % layout.image(guid),
                      lambda: _cryptsetup.erase(runner, layout.image(guid)))
         if observed.subvolume:
@@ -222,8 +240,8 @@ class Operation:
             self.add("remove-record", "forget %s" % name, lambda: self.host.remove(name))
 
 
-def _cryptsetup_is_luks(runner, image):
-    return _cryptsetup.is_luks(runner, image)
+def _has_keyslots(runner, image):
+    return _cryptsetup.is_luks(runner, image) and bool(_cryptsetup.dump(runner, image)["keyslots"])
 
 
 def _rmdir(path):
@@ -273,6 +291,9 @@ def converge_repo(layout, runner, name, *, state, size=None, key=None, force=Fal
         op = Operation(layout, runner, host, check_mode)
         if state == "absent":
             _plan_delete(op, before, force, orphan_forks)
+        elif record is None and ":" in name:
+            raise InvalidInput("%r is a fork name (<parent>:<tag>); forks are made with lockbox.fleet.btrfs_fork"
+                               % name)
         elif record is None or record["status"] == _state.CREATING:
             _plan_create(op, before, name, state=state, size=wanted_size, key=key)
         elif record["status"] != _state.READY:
@@ -388,7 +409,8 @@ def _plan_delete(op, observed, force, orphan_forks):
     def mark_deleting():
         record["status"] = _state.DELETING
         host.put(record)
-    op.add("mark-deleting", "mark %s as being deleted" % record["name"], mark_deleting)
+    if record["status"] != _state.DELETING:
+        op.add("mark-deleting", "mark %s as being deleted" % record["name"], mark_deleting)
     for child in children:
         def orphan(child=child):
             child_record = host.get(child)
@@ -478,8 +500,9 @@ def _plan_fork(op, existing, parent, parent_seen, *, name, tag, opened, key):
         started = time.monotonic()
         errors = os.path.join(layout.state_dir, ".snapshot-errors")
         try:
+            pause = FAULT_PAUSE_MARKER if os.environ.get(FAULT_PAUSE_ENV) == "frozen" else ""
             _btrfs.snapshot(runner, layout.subvolume(parent["guid"]), layout.subvolume(guid()), freeze=freeze,
-                            errors=errors)
+                            errors=errors, pause_marker=pause)
         except LockboxError as exc:
             detail = _read(errors)
             raise LockboxError("snapshot of %s failed: %s" % (parent["name"], detail or exc.msg),

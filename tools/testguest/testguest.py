@@ -122,7 +122,8 @@ def up(args):
         "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22",
         "-device", "virtio-net-pci,netdev=net0",
         "-device", "virtio-rng-pci",
-        "-display", "none", "-serial", f"file:{paths['console']}",
+        # No floppy, CD-ROM or VGA: nothing the guest would probe at boot.
+        "-nodefaults", "-display", "none", "-serial", f"file:{paths['console']}",
         "-daemonize", "-pidfile", str(paths["pid"]),
     ]
     subprocess.run(cmd, check=True)
