@@ -73,7 +73,8 @@ def fork_once(layout, runner, parent, tag):
     finally:
         writer.terminate()
         writer.wait()
-    assert result["repository"]["mounted"], result
+    if not result["repository"]["mounted"]:
+        raise RuntimeError("the fork is not mounted: %r" % result)
     clone = result["timings_ms"]["clone"]
     _repo.converge_repo(layout, runner, result["repository"]["name"], state="absent", force=True)
     return clone, whole

@@ -328,8 +328,10 @@ def _plan_create(op, observed, name, *, state, size, key):
     guid = lambda: ctx["record"]["guid"]  # noqa: E731
     op.add("record", "allocate a GUID and networkId for %s" % name if not observed.record
            else "resume the interrupted create of %s" % name, write_record)
-    op.add("create-subvolume", "create subvolume %s/<guid>" % layout.repositories,
-           lambda: _btrfs.subvolume_create(runner, layout.subvolume(guid())))
+    def create_subvolume():
+        os.makedirs(layout.repositories, mode=0o700, exist_ok=True)
+        _btrfs.subvolume_create(runner, layout.subvolume(guid()))
+    op.add("create-subvolume", "create subvolume %s/<guid>" % layout.repositories, create_subvolume)
     op.add("create-image", "create a sparse %s image" % format_size(size),
            lambda: _sparse_file(layout.image(guid()), size))
     op.add("format", "luksFormat (LUKS2, %s) and ext4 inside" % ("PBKDF2 for a random key" if key.kind == "key"

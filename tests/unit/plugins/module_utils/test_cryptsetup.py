@@ -11,7 +11,7 @@ SECRET = b"s3cret-key-material-that-must-never-appear-in-argv"
 
 
 def assert_secret_only_on_stdin(runner):
-    for argv, stdin in zip(runner.calls, runner.stdins):
+    for argv, stdin in zip(runner.calls, runner.stdins, strict=True):
         assert not any(SECRET.decode() in arg for arg in argv), argv
         assert "--key-file=-" in argv
         assert stdin == SECRET

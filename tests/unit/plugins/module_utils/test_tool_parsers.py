@@ -94,3 +94,8 @@ def test_mount_unit_names_match_systemd_escape():
     recorded = fixture_text("systemd_escape.txt").splitlines()
     paths = ["/mnt/rediacc", "/srv/lock box/data-1", "/a.b/_c:d", "/mnt/ünï"]
     assert [_systemd.mount_unit_name(p) for p in paths] == recorded
+
+
+def test_ext4_size_from_tune2fs():
+    from ansible_collections.lockbox.fleet.plugins.module_utils import _e2fs
+    assert _e2fs.parse_superblock(fixture_text("tune2fs_repo.txt")) == 61440 * 4096
