@@ -89,14 +89,14 @@ def measure(layout, runner, name, label):
         wholes.append(whole)
     row = {"case": label, "extents": extents(parent["image"]), "clone_ms": statistics.median(clones),
            "whole_ms": statistics.median(wholes), "clone_all": clones, "whole_all": wholes}
-    log("  %-18s extents %7d  clone %7.1f ms  whole %7.1f ms" % (label, row["extents"], row["clone_ms"],
-                                                                  row["whole_ms"]))
+    log("  %-18s extents %7d  clone %7.1f ms  whole %7.1f ms"
+        % (label, row["extents"], row["clone_ms"], row["whole_ms"]))
     return row
 
 
 def open_time(layout, runner, name):
     times = []
-    for _ in range(ROUNDS):
+    for _round in range(ROUNDS):
         _repo.converge_repo(layout, runner, name, state="closed")
         started = time.monotonic()
         _repo.converge_repo(layout, runner, name, state="opened", key=KEY)

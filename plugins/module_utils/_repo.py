@@ -179,7 +179,8 @@ class Operation:
     # a GUID allocated by an earlier action is only known then.
 
     def plan_open(self, record_of, observed, key, mount=True):
-        guid = lambda: record_of()["guid"]  # noqa: E731
+        def guid():
+            return record_of()["guid"]
         layout, runner = self.layout, self.runner
         if not observed.mapper:
             if key is None:
@@ -325,17 +326,20 @@ def _plan_create(op, observed, name, *, state, size, key):
         ctx["record"].update(size=size, key_kind=key.kind, status=_state.CREATING)
         host.put(ctx["record"])
 
-    guid = lambda: ctx["record"]["guid"]  # noqa: E731
+    def guid():
+        return ctx["record"]["guid"]
+
     op.add("record", "allocate a GUID and networkId for %s" % name if not observed.record
            else "resume the interrupted create of %s" % name, write_record)
+
     def create_subvolume():
         os.makedirs(layout.repositories, mode=0o700, exist_ok=True)
         _btrfs.subvolume_create(runner, layout.subvolume(guid()))
     op.add("create-subvolume", "create subvolume %s/<guid>" % layout.repositories, create_subvolume)
     op.add("create-image", "create a sparse %s image" % format_size(size),
            lambda: _sparse_file(layout.image(guid()), size))
-    op.add("format", "luksFormat (LUKS2, %s) and ext4 inside" % ("PBKDF2 for a random key" if key.kind == "key"
-                                                                  else "argon2id for a passphrase"),
+    kdf = "PBKDF2 for a random key" if key.kind == "key" else "argon2id for a passphrase"
+    op.add("format", "luksFormat (LUKS2, %s) and ext4 inside" % kdf,
            lambda: _format_volume(layout, runner, guid(), key))
     op.add("ready", "mark %s ready" % name,
            lambda: (ctx["record"].update(status=_state.READY), host.put(ctx["record"])))
@@ -493,7 +497,10 @@ def _plan_fork(op, existing, parent, parent_seen, *, name, tag, opened, key):
         ctx["record"] = _new_record(host, name, parent["size"], parent["key_kind"], parent=parent, tag=tag,
                                     status=_state.FORKING)
         host.put(ctx["record"])
-    guid = lambda: ctx["record"]["guid"]  # noqa: E731
+
+    def guid():
+        return ctx["record"]["guid"]
+
     op.add("record", "allocate a GUID and networkId for %s" % name, write_record)
     freeze = layout.mount(parent["guid"]) if parent_seen.mount else None
 

@@ -56,7 +56,9 @@ repositories:
     size: {description: Image size in bytes, type: int}
     allocated: {description: Bytes the sparse image really occupies, type: int}
     used: {description: Bytes used in the filesystem (null when not mounted), type: int}
-    status: {description: V(ready), or the operation that was interrupted, type: str}
+    status:
+      description: V(ready), or the operation that was interrupted.
+      type: str
     opened: {description: Whether the LUKS mapping is open, type: bool}
     mounted: {description: Whether it is mounted, type: bool}
     mount_path: {description: Where it is (or would be) mounted, type: str}
@@ -66,8 +68,12 @@ repositories:
     is_fork: {description: Whether it is a fork, type: bool}
     tag: {description: A fork's tag, type: str}
     children: {description: Names of its forks, type: list, elements: str}
-    created: {description: When it was created (UTC, ISO 8601), type: str}
-    key_kind: {description: V(key) (random key, PBKDF2) or V(passphrase) (argon2id), type: str}
+    created:
+      description: When it was created, in UTC, ISO 8601.
+      type: str
+    key_kind:
+      description: V(key) for a random key (PBKDF2) or V(passphrase) (argon2id).
+      type: str
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -42,8 +42,8 @@ def test_create_runs_exact_commands_and_keeps_the_key_on_stdin(host):
     layout, runner = host
     key = _repo.key_from(key=SECRET)
     result = _repo.converge_repo(layout, runner, "marketing", state="present", size="256M", key=key)
-    assert [a["action"] for a in result["actions"]] == ["record", "create-subvolume", "create-image", "format",
-                                                         "ready"]
+    assert [a["action"] for a in result["actions"]] == [
+        "record", "create-subvolume", "create-image", "format", "ready"]
     guid = result["repository"]["guid"]
     image = layout.image(guid)
     observing = (["losetup", "--list"], ["cryptsetup", "isLuks"])
@@ -72,8 +72,8 @@ def test_check_mode_plans_without_touching_anything(host):
     layout, runner = host
     result = _repo.converge_repo(layout, runner, "marketing", state="opened", size="1G",
                                  key=_repo.key_from(passphrase=PASSPHRASE), check_mode=True)
-    assert [a["action"] for a in result["actions"]] == ["record", "create-subvolume", "create-image", "format",
-                                                         "ready", "open", "mount"]
+    assert [a["action"] for a in result["actions"]] == [
+        "record", "create-subvolume", "create-image", "format", "ready", "open", "mount"]
     assert os.listdir(layout.repositories) == []
     assert not os.path.exists(os.path.join(layout.state_dir, "repos", "marketing.json"))
     assert result["repository"] is None
