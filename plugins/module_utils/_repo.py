@@ -127,7 +127,7 @@ class Observed:
     def __init__(self, layout, runner, record):
         self.record = record
         self.guid = record["guid"] if record else None
-        self.subvolume = self.image = self.loops = self.mount = None
+        self.subvolume = self.image = self.mount = None
         self.image_size = self.fs_size = self.mapper_size = None
         self.mapper = False
         self.loops = []
@@ -178,7 +178,7 @@ class Operation:
     # Building blocks used by several plans. Each reads the record at apply time, since
     # a GUID allocated by an earlier action is only known then.
 
-    def plan_open(self, record_of, observed, key, mount=True):
+    def plan_open(self, record_of, observed, key):
         def guid():
             return record_of()["guid"]
         layout, runner = self.layout, self.runner
@@ -203,9 +203,9 @@ class Operation:
                 if _e2fs.size(runner, mapper) < _lsblk.device_size(runner, mapper):
                     _e2fs.grow(runner, mapper)
 
-            self.add("open", "attach a loop device and open the LUKS volume as %s" % (
-                layout.mapper("<guid>") if observed.guid is None else layout.mapper(observed.guid)), open_volume)
-        if mount and not observed.mount:
+            self.add("open", "attach a loop device and open the LUKS volume as %s"
+                     % layout.mapper(observed.guid or "<guid>"), open_volume)
+        if not observed.mount:
             def mount_volume():
                 target = layout.mount(guid())
                 os.makedirs(target, mode=0o755, exist_ok=True)
