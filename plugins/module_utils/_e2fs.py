@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from ansible_collections.lockbox.fleet.plugins.module_utils._text import key_values
+
 
 def mkfs(runner, device, label="lockbox"):
     # Lazy init keeps formatting a large sparse image in milliseconds; no reserved blocks.
@@ -13,11 +15,7 @@ def mkfs(runner, device, label="lockbox"):
 
 def parse_superblock(text):
     """``tune2fs -l`` prints 'Key:   value' lines; return the filesystem size in bytes."""
-    fields = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            fields[key.strip()] = value.strip()
+    fields = key_values(text, ":")
     return int(fields["Block count"]) * int(fields["Block size"])
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+from ansible_collections.lockbox.fleet.plugins.module_utils._text import key_values
+
 
 def parse_lsblk(text):
     return [
@@ -23,12 +25,7 @@ def device_size(runner, device):
 
 def parse_blkid_export(text):
     """``blkid -p -o export`` prints KEY=value lines; an empty dict means no signature."""
-    signature = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            signature[key.strip()] = value.strip()
-    return signature
+    return key_values(text)
 
 
 def probe(runner, path):

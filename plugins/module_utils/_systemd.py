@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import posixpath
 
+from ansible_collections.lockbox.fleet.plugins.module_utils._text import key_values
+
 UNIT_DIR = "/etc/systemd/system"
 _UNIT_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_.")
 
@@ -34,12 +36,7 @@ def mount_unit_name(where):
 
 def parse_show(text):
     """``systemctl show -p A,B`` prints A=value lines."""
-    props = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            props[key] = value
-    return props
+    return key_values(text)
 
 
 def unit_status(runner, unit):
