@@ -126,10 +126,16 @@ def up(args):
         "-nodefaults", "-display", "none", "-serial", f"file:{paths['console']}",
         "-daemonize", "-pidfile", str(paths["pid"]),
     ]
-    subprocess.run(cmd, check=True)
-    deadline = time.monotonic() + args.timeout
-    if not wait_for_ssh(port, image / "id_ed25519", deadline):
+    for attempt in (1, 2):
+        subprocess.run(cmd, check=True)
+        if wait_for_ssh(port, image / "id_ed25519", time.monotonic() + args.timeout):
+            break
         tail = paths["console"].read_text(errors="replace")[-2000:]
+        stop_pid(qemu_alive(paths["pid"]) or 0)
+        # A TCG guest on a loaded host very rarely panics while booting; boot it once more.
+        if attempt == 1 and "Kernel panic" in tail:
+            log(f"{args.name} panicked while booting; booting it again")
+            continue
         down_guest(run_dir, args.name)
         raise SystemExit(f"testguest: {args.name} did not answer SSH in {args.timeout}s; console:\n{tail}")
     config = {
@@ -148,6 +154,8 @@ def up(args):
 
 
 def stop_pid(pid, grace=10.0):
+    if not pid:
+        return
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
