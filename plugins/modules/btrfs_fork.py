@@ -26,14 +26,6 @@ extends_documentation_fragment:
   - lockbox.fleet.attributes
   - lockbox.fleet.repo
   - lockbox.fleet.repo.KEY
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    support: full
-    platforms: posix
 options:
   parent:
     description: The repository to fork.

@@ -19,13 +19,9 @@ extends_documentation_fragment:
   - lockbox.fleet.attributes
   - lockbox.fleet.repo
 attributes:
-  check_mode:
-    support: full
   diff_mode:
+    description: Changes nothing that a diff could show.
     support: none
-  platform:
-    support: full
-    platforms: posix
 options:
   name:
     description: Only this repository (an error if it does not exist).
