@@ -540,8 +540,10 @@ def _read(path):
 # info and prune
 
 
-def describe(layout, runner, record, host_records):
-    seen = Observed(layout, runner, record)
+def describe(layout, runner, record, host_records, seen=None):
+    """The facts of one repository; ``seen`` reuses an observation already made of it."""
+    if seen is None or seen.guid != record["guid"]:
+        seen = Observed(layout, runner, record)
     mount = layout.mount(record["guid"])
     used = None
     if seen.mount:
@@ -619,5 +621,6 @@ def _result(op, before, after, layout, host, record):  # noqa: PLR0917
         "changed": bool(op.actions),
         "actions": [a.report() for a in op.actions],
         "diff": {"before": before.summary(), "after": after.summary()},
-        "repository": describe(layout, op.runner, current, host.all()) if current else None,
+        # The after-observation is of this same record: describe it without observing again.
+        "repository": describe(layout, op.runner, current, host.all(), seen=after) if current else None,
     }
