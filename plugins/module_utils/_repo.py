@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import os
 import stat
+import time
 
 from ansible_collections.lockbox.fleet.plugins.module_utils import (
     _btrfs,
@@ -171,7 +172,10 @@ class Operation:
             return
         pause_after = os.environ.get(FAULT_PAUSE_ENV)
         for action in self.actions:
+            started = time.monotonic()
             action.apply()
+            # Per-step wall time, reported so a slow fork or open shows where its time went.
+            self.timings.setdefault(action.name, round((time.monotonic() - started) * 1000, 1))
             if action.name == pause_after:
                 _fault_pause(action.name)
 
@@ -481,9 +485,7 @@ def fork_repo(layout, runner, parent_name, tag, *, opened=True, key=None, force=
         op.apply()
         record = host.get(name) if not check_mode else existing
         after = Observed(layout, runner, record) if not check_mode else before
-        result = _result(op, before, after, layout, host, record)
-        result["timings_ms"] = op.timings
-        return result
+        return _result(op, before, after, layout, host, record)
 
 
 def _plan_fork(op, existing, parent, parent_seen, *, name, tag, opened, key):
@@ -505,7 +507,6 @@ def _plan_fork(op, existing, parent, parent_seen, *, name, tag, opened, key):
     freeze = layout.mount(parent["guid"]) if parent_seen.mount else None
 
     def clone():
-        import time
         started = time.monotonic()
         errors = os.path.join(layout.state_dir, ".snapshot-errors")
         try:
@@ -623,4 +624,5 @@ def _result(op, before, after, layout, host, record):  # noqa: PLR0917
         "diff": {"before": before.summary(), "after": after.summary()},
         # The after-observation is of this same record: describe it without observing again.
         "repository": describe(layout, op.runner, current, host.all(), seen=after) if current else None,
+        "timings_ms": op.timings,
     }

@@ -121,6 +121,11 @@ repository:
     opened: true
     mounted: true
     mount_path: /mnt/rediacc/mounts/0b6f3c2e-8f5d-4d8e-9a57-2f1f0f4c1a11
+timings_ms:
+  description: Milliseconds each step took, keyed by action name. Empty in check mode and when nothing changed.
+  returned: always
+  type: dict
+  sample: {"open": 80.5, "mount": 12.0}
 """
 
 from ansible.module_utils.basic import AnsibleModule
