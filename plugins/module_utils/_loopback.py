@@ -1,0 +1,330 @@
+# Copyright: lockbox.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A repository's loopback network: its /26, and the kernel rules that keep it to itself.
+
+Why cgroup socket-address eBPF rather than nftables: nftables can refuse a connection by
+cgroup, but it cannot change the address a process binds. Two repositories running the
+same compose file both bind ``0.0.0.0:80``; only a ``bind4`` hook that rewrites that
+address to the service's own IP lets both run. The same hooks refuse connections to
+loopback addresses outside the repository's /26 (``connect``/``sendmsg``), so one
+mechanism does both, with no per-packet cost and nothing to keep in step with a ruleset.
+
+Where the programs live (systemd cgroup driver; all units are plain slices):
+
+- ``rediacc-<networkId>.slice`` (the ``cgroup-parent`` of the repository's dockerd):
+  binds of 0.0.0.0/127.0.0.1 go to the repository's own address (.1 of the /26), and
+  any bind, connect or send to a loopback address outside the /26 is refused (EPERM);
+- ``rediacc-<networkId>-s<slot>.slice`` (a service's ``cgroup_parent``): binds of
+  0.0.0.0/127.0.0.1 (and ``::``/``::1``) go to the service's IP, connects to localhost
+  reach the service itself. A child cgroup's programs run before its parent's, so a
+  service's rewrite happens first and the repository's guard then sees its own IP.
+
+Binds with port 0 (a client choosing its source port) are left alone, so outgoing
+connections to other hosts keep working. Processes outside these slices (the host, the
+router) are not affected and reach every repository.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import posixpath
+import socket
+
+from ansible_collections.lockbox.fleet.plugins.module_utils import _bpf, _state
+from ansible_collections.lockbox.fleet.plugins.module_utils._bpf import (
+    AND32_K,
+    CTX_USER_IP4,
+    CTX_USER_IP6,
+    CTX_USER_PORT,
+    EXIT,
+    JA,
+    JEQ32_K,
+    JNE32_K,
+    LDX_W,
+    MOV32_K,
+    MOV32_X,
+    MOV64_K,
+    STX_W,
+    u32_of,
+)
+from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput, LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._plan import Action
+from ansible_collections.lockbox.fleet.plugins.module_utils._state import LOOPBACK, subnet
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+REPOSITORY_ADDRESS_OFFSET = 1   # .1 of the /26: binds of processes outside any service
+FIRST_SERVICE_OFFSET = 2        # services get .2 onwards, in compose order (see _compose)
+ATTACH_POINTS = ("bind4", "connect4", "sendmsg4", "bind6", "connect6", "sendmsg6")
+NAME_PREFIX = "lbx_"
+
+_LOCALHOST4 = u32_of(socket.inet_aton("127.0.0.1"))
+_FIRST_OCTET_MASK = u32_of(b"\xff\0\0\0")
+_LOOPBACK_OCTET = u32_of(b"\x7f\0\0\0")
+_MASK26 = u32_of(socket.inet_aton("255.255.255.192"))
+_V4_MAPPED_WORD = u32_of(b"\0\0\xff\xff")
+_V6_LOOPBACK_WORD = u32_of(b"\0\0\0\x01")
+
+
+def repository_slice(network_id):
+    return "rediacc-%d.slice" % network_id
+
+
+def service_slice(network_id, slot):
+    return "rediacc-%d-s%d.slice" % (network_id, slot)
+
+
+def slice_cgroup(slice_name, root=CGROUP_ROOT):
+    """systemd nests slices by their dashes: a-b-c.slice is a.slice/a-b.slice/a-b-c.slice."""
+    parts = slice_name[:-len(".slice")].split("-")
+    chain = ["-".join(parts[:i + 1]) + ".slice" for i in range(len(parts))]
+    return posixpath.join(root, *chain)
+
+
+def address(network_id, offset):
+    return str(ipaddress.IPv4Address(int(LOOPBACK) + network_id + offset))
+
+
+def _rules(attach, target, guard_base):
+    """Instructions of one program.
+
+    ``target``: the address binds of 0.0.0.0/127.0.0.1 (and connects to localhost) become.
+    ``guard_base``: when set, refuse loopback addresses outside the /26 at this base.
+    Registers: w2 = the IPv4 address in question, r1 = context (never clobbered).
+    """
+    family6 = attach.endswith("6")
+    word = CTX_USER_IP6 + 12 if family6 else CTX_USER_IP4
+    target_word = u32_of(socket.inet_aton(target))
+    items = []
+    if attach.startswith("bind"):
+        items += [(LDX_W, 3, 1, CTX_USER_PORT, 0),
+                  (JEQ32_K, 3, 0, "allow", 0)]          # port 0: a client's bind, leave it
+    if family6:
+        items += [(LDX_W, 3, 1, CTX_USER_IP6, 0), (JNE32_K, 3, 0, "allow", 0),
+                  (LDX_W, 3, 1, CTX_USER_IP6 + 4, 0), (JNE32_K, 3, 0, "allow", 0),
+                  (LDX_W, 3, 1, CTX_USER_IP6 + 8, 0),
+                  (LDX_W, 2, 1, word, 0),
+                  (JEQ32_K, 3, 0, "mapped", _V4_MAPPED_WORD),
+                  (JNE32_K, 3, 0, "allow", 0),              # a real IPv6 address
+                  (JEQ32_K, 2, 0, "rewrite6", 0),           # ::
+                  (JEQ32_K, 2, 0, "rewrite6", _V6_LOOPBACK_WORD),  # ::1
+                  (JA, 0, 0, "allow", 0),
+                  ("label", "rewrite6"),
+                  (MOV32_K, 3, 0, 0, _V4_MAPPED_WORD),
+                  (STX_W, 1, 3, CTX_USER_IP6 + 8, 0),
+                  (JA, 0, 0, "rewrite", 0),
+                  ("label", "mapped")]
+    else:
+        items += [(LDX_W, 2, 1, word, 0)]
+    local = [(JEQ32_K, 2, 0, "rewrite", _LOCALHOST4)]
+    if attach.startswith("bind") or attach.startswith("connect"):
+        local.insert(0, (JEQ32_K, 2, 0, "rewrite", 0))  # 0.0.0.0 (a connect to it reaches localhost)
+    items += [*local,
+              (JA, 0, 0, "guard", 0),
+              ("label", "rewrite"),
+              (MOV32_K, 2, 0, 0, target_word),
+              (STX_W, 1, 2, word, 0),
+              ("label", "guard")]
+    if guard_base is not None:
+        items += [(MOV32_X, 3, 2, 0, 0), (AND32_K, 3, 0, 0, _FIRST_OCTET_MASK),
+                  (JNE32_K, 3, 0, "allow", _LOOPBACK_OCTET),          # not loopback: not ours to judge
+                  (MOV32_X, 3, 2, 0, 0), (AND32_K, 3, 0, 0, _MASK26),
+                  (JEQ32_K, 3, 0, "allow", u32_of(socket.inet_aton(guard_base))),
+                  (MOV64_K, 0, 0, 0, 0), (EXIT, 0, 0, 0, 0)]       # another repository's address: refuse
+    items += [("label", "allow"), (MOV64_K, 0, 0, 0, 1), (EXIT, 0, 0, 0, 0)]
+    return items
+
+
+def repository_programs(network_id):
+    base = subnet(network_id).split("/")[0]
+    own = address(network_id, REPOSITORY_ADDRESS_OFFSET)
+    return [_bpf.Program("%sr%d_%s" % (NAME_PREFIX, network_id, a[:1] + a[-1]), a, _rules(a, own, base))
+            for a in ATTACH_POINTS]
+
+
+def service_programs(network_id, slot):
+    ip = address(network_id, FIRST_SERVICE_OFFSET + slot)
+    return [_bpf.Program("%ss%d_%d%s" % (NAME_PREFIX, network_id, slot, a[:1] + a[-1]), a, _rules(a, ip, None))
+            for a in ATTACH_POINTS]
+
+
+class CgroupPrograms:
+    """Observe, plan and apply the lockbox programs of one cgroup (other programs are left alone)."""
+
+    def __init__(self, bpf, path):
+        self.bpf = bpf
+        self.path = path
+
+    def _open(self):
+        try:
+            return os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            return None
+
+    def observe(self):
+        """{attach point: [tag, ...]} of lockbox programs on the cgroup; None if it does not exist."""
+        fd = self._open()
+        if fd is None:
+            return None
+        try:
+            out = {}
+            for attach in ATTACH_POINTS:
+                programs = self.bpf.attached(fd, attach)
+                out[attach] = [tag for prog_fd, name, tag in programs if name.startswith(NAME_PREFIX)]
+                for prog_fd, _name, _tag in programs:
+                    os.close(prog_fd)
+            return out
+        finally:
+            os.close(fd)
+
+    def wanted_tags(self, programs):
+        """Tags the kernel gives these programs (loaded and released again: no lasting change)."""
+        tags = {}
+        for program in programs:
+            fd = self.bpf.load(program)
+            try:
+                tags[program.attach] = self.bpf.info(fd)[1]
+            finally:
+                os.close(fd)
+        return tags
+
+    def converge(self, programs):
+        """Attach ``programs`` (one per attach point) and detach any other lockbox program there."""
+        fd = self._open()
+        if fd is None:
+            raise LockboxError("cgroup %s does not exist" % self.path)
+        try:
+            changed = False
+            for program in programs:
+                prog_fd = self.bpf.load(program)
+                try:
+                    tag = self.bpf.info(prog_fd)[1]
+                    present = self.bpf.attached(fd, program.attach)
+                    try:
+                        ours = [(pfd, t) for pfd, name, t in present if name.startswith(NAME_PREFIX)]
+                        if [t for _pfd, t in ours] == [tag]:
+                            continue
+                        self.bpf.attach(fd, prog_fd, program.attach)   # new first: never a moment without
+                        for old_fd, _tag in ours:
+                            self.bpf.detach(fd, old_fd, program.attach)
+                        changed = True
+                    finally:
+                        for pfd, _name, _tag in present:
+                            os.close(pfd)
+                finally:
+                    os.close(prog_fd)
+            return changed
+        finally:
+            os.close(fd)
+
+    def clear(self):
+        """Detach every lockbox program; True when something was detached."""
+        fd = self._open()
+        if fd is None:
+            return False
+        try:
+            changed = False
+            for attach in ATTACH_POINTS:
+                present = self.bpf.attached(fd, attach)
+                try:
+                    for prog_fd, name, _tag in present:
+                        if name.startswith(NAME_PREFIX):
+                            self.bpf.detach(fd, prog_fd, attach)
+                            changed = True
+                finally:
+                    for prog_fd, _name, _tag in present:
+                        os.close(prog_fd)
+            return changed
+        finally:
+            os.close(fd)
+
+
+def in_sync(observed, wanted_tags):
+    return observed is not None and all(observed.get(a) == [t] for a, t in wanted_tags.items())
+
+
+def ready_record(state_dir, name):
+    """The record of a repository that exists and is ready; a clear error otherwise."""
+    _state.check_name(name)
+    record = _state.HostState(state_dir).get(name)
+    if record is None:
+        raise InvalidInput("unknown repository %r" % name)
+    if record.get("status") != _state.READY:
+        raise LockboxError("%s is in state %r from an interrupted operation: run repo_prune" % (name, record["status"]))
+    return record
+
+
+def _service_slices(network_id, root=CGROUP_ROOT):
+    """Service slices that exist under the repository's slice, as (slot, slice name)."""
+    parent = slice_cgroup(repository_slice(network_id), root)
+    prefix = "rediacc-%d-s" % network_id
+    found = []
+    if os.path.isdir(parent):
+        for entry in sorted(os.listdir(parent)):
+            if entry.startswith(prefix) and entry.endswith(".slice") and entry[len(prefix):-6].isdigit():
+                found.append((int(entry[len(prefix):-6]), entry))
+    return found
+
+
+def describe_network(network_id, observed=None):
+    return {
+        "network_id": network_id,
+        "subnet": subnet(network_id),
+        "address": address(network_id, REPOSITORY_ADDRESS_OFFSET),
+        "slice": repository_slice(network_id),
+        "cgroup": slice_cgroup(repository_slice(network_id)),
+        "guarded": bool(observed) and all(observed.get(a) for a in ATTACH_POINTS),
+        "services": [{"slot": slot, "slice": name, "address": address(network_id, FIRST_SERVICE_OFFSET + slot)}
+                     for slot, name in _service_slices(network_id)],
+    }
+
+
+def _start_slice(runner, slice_name):
+    # A slice needs no unit file; starting it creates its cgroup, which stays while it is active.
+    runner.run(["systemctl", "start", slice_name])
+
+
+def converge_network(runner, name, *, state, state_dir=_state.DEFAULT_STATE_DIR, check_mode=False, bpf=None):
+    """present: the repository's slice exists with its guard programs; absent: no slice, no program."""
+    if state not in ("present", "absent"):
+        raise InvalidInput("state must be present or absent, got %r" % (state,))
+    record = ready_record(state_dir, name)
+    network_id = record["network_id"]
+    bpf = bpf or _bpf.Bpf()
+    repo_slice = repository_slice(network_id)
+    cgroup = CgroupPrograms(bpf, slice_cgroup(repo_slice))
+    observed = cgroup.observe()
+    actions = []
+    if state == "present":
+        programs = repository_programs(network_id)
+        if observed is None:
+            actions.append(Action("start-slice", "start %s" % repo_slice, lambda: _start_slice(runner, repo_slice)))
+        if not in_sync(observed, cgroup.wanted_tags(programs)):
+            actions.append(Action("attach", "attach the guard programs of %s to %s" % (subnet(network_id), repo_slice),
+                                  lambda: cgroup.converge(programs)))
+    elif observed is not None:
+        # Service slices first (their programs die with their cgroups), then the repository's.
+        for _slot, service in _service_slices(network_id):
+            actions.append(Action("stop-slice", "stop %s" % service,
+                                  lambda unit=service: runner.run(["systemctl", "stop", unit])))
+        actions.append(Action("detach", "detach the guard programs from %s" % repo_slice, cgroup.clear))
+        actions.append(Action("stop-slice", "stop %s" % repo_slice,
+                              lambda: runner.run(["systemctl", "stop", repo_slice])))
+    if not check_mode:
+        for action in actions:
+            action.apply()
+    after = observed if check_mode else cgroup.observe()
+    return {"changed": bool(actions), "actions": [a.report() for a in actions],
+            "network": dict(describe_network(network_id, after), name=name)}
+
+
+def converge_service(runner, network_id, slot, bpf=None):
+    """The slice of one service with its rewrite programs (used by renet compose before up)."""
+    bpf = bpf or _bpf.Bpf()
+    unit = service_slice(network_id, slot)
+    cgroup = CgroupPrograms(bpf, slice_cgroup(unit))
+    changed = False
+    if cgroup.observe() is None:
+        _start_slice(runner, unit)
+        changed = True
+    return cgroup.converge(service_programs(network_id, slot)) or changed

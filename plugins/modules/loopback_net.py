@@ -1,0 +1,103 @@
+#!/usr/bin/python
+# Copyright: lockbox.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: loopback_net
+short_description: A repository's loopback /26 and the kernel rules that isolate it
+version_added: 0.2.0
+description:
+  - A repository with networkId C(n) owns the /26 at C(127.0.0.0 + n). Its containers run in
+    the systemd slice C(rediacc-<n>.slice) (the cgroup parent of its dockerd). This module keeps
+    that slice and its cgroup socket-address eBPF programs in place.
+  - The programs rewrite binds of C(0.0.0.0)/C(127.0.0.1) (and C(::)/C(::1)) to the
+    repository's address and refuse any bind, connect or UDP send to a loopback address outside
+    the /26 (the caller gets EPERM). Each service's own IP is applied by C(renet compose) in the
+    service's slice C(rediacc-<n>-s<slot>.slice), which runs before this guard.
+  - Processes outside the slice (the host, the router) are not affected and reach every repository.
+  - Linux routes all of C(127.0.0.0/8) to the loopback device, so no address has to be added.
+  - C(state=absent) stops the service slices and the repository slice and detaches the programs;
+    the repository's daemon must be stopped first (see M(lockbox.fleet.repo_daemon)).
+author:
+  - lockbox.fleet developers (@lockbox-fleet)
+extends_documentation_fragment:
+  - lockbox.fleet.attributes
+attributes:
+  diff_mode:
+    description: The actions list says what changes.
+    support: none
+options:
+  name:
+    description: The repository, by name (a fork is C(<parent>:<tag>)).
+    type: str
+    required: true
+  state:
+    description: Whether the slice and its programs are in place.
+    type: str
+    choices: [present, absent]
+    default: present
+  state_dir:
+    description: The host state directory holding the repository records.
+    type: path
+    default: /var/lib/rediacc/state
+notes:
+  - Needs a kernel with cgroup v2 and C(CONFIG_CGROUP_BPF) (every current distribution kernel), and root.
+"""
+
+EXAMPLES = r"""
+- name: Isolate the network of repository marketing
+  lockbox.fleet.loopback_net:
+    name: marketing
+
+- name: Remove its rules (after its daemon is stopped)
+  lockbox.fleet.loopback_net:
+    name: marketing
+    state: absent
+"""
+
+RETURN = r"""
+actions:
+  description: The steps planned (check mode) or taken, in order.
+  returned: always
+  type: list
+  elements: dict
+network:
+  description: The repository's network after the run.
+  returned: always
+  type: dict
+  sample:
+    name: marketing
+    network_id: 6336
+    subnet: 127.0.24.192/26
+    address: 127.0.24.193
+    slice: rediacc-6336.slice
+    cgroup: /sys/fs/cgroup/rediacc.slice/rediacc-6336.slice
+    guarded: true
+    services: [{"slot": 0, "slice": "rediacc-6336-s0.slice", "address": "127.0.24.194"}]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.lockbox.fleet.plugins.module_utils import _loopback, _module
+from ansible_collections.lockbox.fleet.plugins.module_utils._state import DEFAULT_STATE_DIR
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    _module.run(module, lambda runner: _loopback.converge_network(
+        runner, params["name"], state=params["state"], state_dir=params["state_dir"],
+        check_mode=module.check_mode))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""The loopback rules, executed: a small interpreter runs the exact bytecode the kernel gets.
+
+Only the opcodes _bpf emits are implemented; an unknown opcode fails the test, so a
+program cannot pass here by using something the interpreter ignores. The kernel's own
+verdict on the same programs is checked in the guest (molecule `apps` scenario).
+"""
+
+import socket
+import struct
+
+import pytest
+
+from ansible_collections.lockbox.fleet.plugins.module_utils import _bpf, _loopback
+
+
+def run(program, family, ip, port=8080):  # noqa: PLR0912 - an interpreter is one branch per opcode
+    """Execute ``program`` on a bpf_sock_addr context; returns (verdict, address after)."""
+    ctx = bytearray(64)
+    if family == 4:
+        struct.pack_into("<I", ctx, 0, socket.AF_INET)
+        ctx[4:8] = socket.inet_aton(ip)
+    else:
+        struct.pack_into("<I", ctx, 0, socket.AF_INET6)
+        ctx[8:24] = socket.inet_pton(socket.AF_INET6, ip)
+    struct.pack_into(">H", ctx, 24, port)
+    regs = [0] * 11
+    code = program.bytecode
+    pc = 0
+    for _step in range(1000):
+        op, regbyte, off, imm = struct.unpack_from("<BBhi", code, pc * 8)
+        dst, src = regbyte & 0xF, regbyte >> 4
+        uimm = imm & 0xFFFFFFFF
+        pc += 1
+        if op == _bpf.LDX_W:
+            assert src == 1 and off % 4 == 0
+            regs[dst] = struct.unpack_from("<I", ctx, off)[0]
+        elif op == _bpf.STX_W:
+            assert dst == 1
+            struct.pack_into("<I", ctx, off, regs[src] & 0xFFFFFFFF)
+        elif op == _bpf.MOV64_K:
+            regs[dst] = imm & 0xFFFFFFFFFFFFFFFF
+        elif op == _bpf.MOV32_K:
+            regs[dst] = uimm
+        elif op == _bpf.MOV32_X:
+            regs[dst] = regs[src] & 0xFFFFFFFF
+        elif op == _bpf.AND32_K:
+            regs[dst] = regs[dst] & uimm
+        elif op == _bpf.JEQ32_K:
+            pc += off if (regs[dst] & 0xFFFFFFFF) == uimm else 0
+        elif op == _bpf.JNE32_K:
+            pc += off if (regs[dst] & 0xFFFFFFFF) != uimm else 0
+        elif op == _bpf.JA:
+            pc += off
+        elif op == _bpf.EXIT:
+            after = socket.inet_ntoa(bytes(ctx[4:8])) if family == 4 else \
+                socket.inet_ntop(socket.AF_INET6, bytes(ctx[8:24]))
+            return regs[0], after
+        else:
+            raise AssertionError("opcode %#x is not one the programs should use" % op)
+    raise AssertionError("program did not exit")
+
+
+def programs(kind, network_id=6336, slot=0):
+    found = _loopback.repository_programs(network_id) if kind == "repo" else \
+        _loopback.service_programs(network_id, slot)
+    return {p.attach: p for p in found}
+
+
+REPO = programs("repo")
+SERVICE = programs("service", slot=1)  # 127.0.24.195
+
+
+def test_addresses_of_a_repository():
+    assert _loopback.address(6336, 1) == "127.0.24.193"
+    assert _loopback.address(6336, 2) == "127.0.24.194"
+    assert _loopback.slice_cgroup("rediacc-6336-s1.slice", "/cg") == \
+        "/cg/rediacc.slice/rediacc-6336.slice/rediacc-6336-s1.slice"
+    assert _loopback.repository_slice(6336) == "rediacc-6336.slice"
+
+
+@pytest.mark.parametrize(("ip", "after"), [
+    ("0.0.0.0", "127.0.24.195"), ("127.0.0.1", "127.0.24.195"),
+    ("127.0.24.195", "127.0.24.195"), ("10.1.2.3", "10.1.2.3")])
+def test_service_bind4_moves_wildcard_and_localhost_to_the_service_ip(ip, after):
+    assert run(SERVICE["bind4"], 4, ip) == (1, after)
+
+
+def test_bind_with_port_zero_is_a_client_and_left_alone():
+    assert run(SERVICE["bind4"], 4, "0.0.0.0", port=0) == (1, "0.0.0.0")
+    assert run(REPO["bind4"], 4, "0.0.0.0", port=0) == (1, "0.0.0.0")
+
+
+@pytest.mark.parametrize(("ip", "after"), [
+    ("::", "::ffff:127.0.24.195"), ("::1", "::ffff:127.0.24.195"),
+    ("::ffff:127.0.0.1", "::ffff:127.0.24.195"), ("2001:db8::1", "2001:db8::1")])
+def test_service_bind6_moves_wildcard_and_localhost_to_the_mapped_service_ip(ip, after):
+    assert run(SERVICE["bind6"], 6, ip) == (1, after)
+
+
+def test_service_connect_to_localhost_reaches_the_service_itself():
+    assert run(SERVICE["connect4"], 4, "127.0.0.1") == (1, "127.0.24.195")
+    assert run(SERVICE["connect4"], 4, "0.0.0.0") == (1, "127.0.24.195")
+    assert run(SERVICE["connect6"], 6, "::1") == (1, "::ffff:127.0.24.195")
+    assert run(SERVICE["sendmsg4"], 4, "127.0.0.1") == (1, "127.0.24.195")
+    # sendmsg to 0.0.0.0 is not a localhost idiom: left as is
+    assert run(SERVICE["sendmsg4"], 4, "0.0.0.0") == (1, "0.0.0.0")
+
+
+@pytest.mark.parametrize("attach", ["connect4", "sendmsg4", "bind4"])
+@pytest.mark.parametrize(("ip", "verdict"), [
+    ("127.0.24.194", 1), ("127.0.24.255", 1), ("127.0.24.191", 0), ("127.0.24.128", 0), ("127.0.25.1", 0),
+    ("127.0.11.2", 0), ("127.0.0.53", 0), ("10.0.2.2", 1), ("192.0.2.1", 1)])
+def test_repository_guard_refuses_loopback_outside_its_26(attach, ip, verdict):
+    assert run(REPO[attach], 4, ip)[0] == verdict
+
+
+@pytest.mark.parametrize("attach", ["connect6", "sendmsg6", "bind6"])
+@pytest.mark.parametrize(("ip", "verdict"), [
+    ("::ffff:127.0.24.194", 1), ("::ffff:127.0.11.2", 0), ("2001:db8::1", 1), ("::ffff:10.0.2.2", 1)])
+def test_repository_guard_covers_v4_mapped_addresses(attach, ip, verdict):
+    assert run(REPO[attach], 6, ip)[0] == verdict
+
+
+def test_repository_rewrites_localhost_to_its_own_address_then_allows_it():
+    assert run(REPO["connect4"], 4, "127.0.0.1") == (1, "127.0.24.193")
+    assert run(REPO["bind4"], 4, "0.0.0.0") == (1, "127.0.24.193")
+    assert run(REPO["connect6"], 6, "::1") == (1, "::ffff:127.0.24.193")
+
+
+def test_chain_service_then_repository_as_the_kernel_runs_them():
+    """A child cgroup's programs run before its parent's: the guard sees the service IP."""
+    _verdict, after = run(SERVICE["bind4"], 4, "0.0.0.0")
+    assert run(REPO["bind4"], 4, after) == (1, "127.0.24.195")
+    _verdict, after = run(SERVICE["connect4"], 4, "127.0.0.1")
+    assert run(REPO["connect4"], 4, after) == (1, "127.0.24.195")
+
+
+def test_program_names_fit_the_kernel_limit_for_the_largest_ids():
+    for program in _loopback.service_programs(32704, 60) + _loopback.repository_programs(32704):
+        assert len(program.name) < _bpf.PROG_NAME_LEN
+        assert program.name.startswith(_loopback.NAME_PREFIX)
+    with pytest.raises(ValueError):
+        _bpf.Program("x" * 16, "bind4", [(_bpf.EXIT, 0, 0, 0, 0)])
+
+
+def test_programs_differ_per_repository_and_service():
+    codes = {p.bytecode for p in _loopback.repository_programs(6336) + _loopback.repository_programs(6400)}
+    assert len(codes) == 12
+    assert programs("service", slot=0)["bind4"].bytecode != programs("service", slot=1)["bind4"].bytecode
+
+
+def test_bpf_load_packs_the_documented_attr_layout():
+    seen = {}
+
+    class Kernel:
+        def bpf(self, cmd, attr):
+            seen["cmd"], seen["attr"] = cmd, bytes(attr)
+            return 7, bytes(attr)
+    kernel = Kernel()
+    program = SERVICE["bind4"]
+    assert _bpf.Bpf(kernel).load(program) == 7
+    attr = seen["attr"]
+    assert seen["cmd"] == _bpf.PROG_LOAD
+    prog_type, count = struct.unpack_from("<II", attr, 0)
+    assert (prog_type, count) == (_bpf.PROG_TYPE_CGROUP_SOCK_ADDR, len(program.bytecode) // 8)
+    assert attr[48:64].rstrip(b"\0").decode() == program.name
+    assert struct.unpack_from("<I", attr, 68)[0] == _bpf.ATTACH_TYPES["bind4"]
+
+
+def test_bpf_errors_name_what_failed():
+    class Refusing:
+        def bpf(self, cmd, attr):
+            return -1, bytes(attr)   # -EPERM
+    with pytest.raises(_bpf.BpfError, match="attaching a bind4 program failed: Operation not permitted"):
+        _bpf.Bpf(Refusing()).attach(3, 4, "bind4")
