@@ -5,8 +5,16 @@
 from __future__ import annotations
 
 import json
+import os
+import time
+
+from ansible_collections.lockbox.fleet.plugins.module_utils import _findmnt, _loopback, _systemd
+from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput, LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._plan import Action
 
 SOCKET_DIR = "/var/run/rediacc"
+CONFIG_DIR = "/etc/rediacc/docker"
+API_TIMEOUT = 120.0
 
 
 def socket_path(network_id, socket_dir=SOCKET_DIR):
@@ -32,7 +40,11 @@ def daemon_config(mount, network_id, socket_dir=SOCKET_DIR):
         "experimental": True,
         "live-restore": False,
         "exec-opts": ["native.cgroupdriver=systemd"],
-        "cgroup-parent": "rediacc-%d.slice" % network_id,
+        # Its containers live in the repository's slice, where loopback_net's guard applies.
+        "cgroup-parent": _loopback.repository_slice(network_id),
+        # Several daemons may share a system containerd: keep their objects apart.
+        "containerd-namespace": "rediacc-%d" % network_id,
+        "containerd-plugins-namespace": "rediacc-%d-plugins" % network_id,
     }
 
 
@@ -51,6 +63,7 @@ def unit_content(mount, network_id, config_path):
         "",
         "[Service]",
         "Type=notify",
+        "ExecStartPre=/bin/mkdir -p %s" % SOCKET_DIR,
         "ExecStart=/usr/sbin/dockerd --config-file %s" % config_path,
         "ExecReload=/bin/kill -s HUP $MAINPID",
         "Delegate=yes",
@@ -60,3 +73,124 @@ def unit_content(mount, network_id, config_path):
         "LimitNOFILE=1048576",
         "",
     ])
+
+
+def config_path(network_id, config_dir=CONFIG_DIR):
+    return "%s/%d.json" % (config_dir, network_id)
+
+
+def docker_host(network_id):
+    return "unix://" + socket_path(network_id)
+
+
+def _read(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def _write(path, content, mode=0o644):
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    temporary = path + ".lockbox-tmp"
+    with open(temporary, "w") as handle:
+        handle.write(content)
+    os.chmod(temporary, mode)
+    os.replace(temporary, path)
+
+
+def server_version(runner, network_id):
+    """The daemon's version when its API answers on the repository's socket, else None."""
+    try:
+        out = runner.run(["docker", "-H", docker_host(network_id), "version", "--format", "{{.Server.Version}}"],
+                         env={"DOCKER_CONFIG": "/nonexistent"}).stdout.strip()
+    except LockboxError:
+        return None
+    return out or None
+
+
+def wait_for_api(runner, network_id, timeout=API_TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while True:
+        version = server_version(runner, network_id)
+        if version:
+            return version
+        if time.monotonic() > deadline:
+            raise LockboxError("the dockerd of networkId %d did not answer on %s within %.0f s (see journalctl -u %s)"
+                               % (network_id, socket_path(network_id), timeout, unit_name(network_id)))
+        time.sleep(0.5)
+
+
+class _Daemon:
+    """What is on the host for one repository's daemon, and what it should be."""
+
+    def __init__(self, runner, layout, record, config_dir):
+        self.runner = runner
+        self.network_id, self.mount = record["network_id"], layout.mount(record["guid"])
+        self.unit, self.conf = unit_name(self.network_id), config_path(self.network_id, config_dir)
+        self.wanted_conf = render_config(self.mount, self.network_id)
+        self.wanted_unit = unit_content(self.mount, self.network_id, self.conf)
+        self.status = _systemd.unit_status(runner, self.unit)
+        self.current_conf, self.current_unit = _read(self.conf), _systemd.read_unit_file(self.unit)
+        self.actions = []
+
+    def add(self, action, detail, apply):
+        self.actions.append(Action(action, detail, apply))
+
+    def systemctl(self, *args):
+        return lambda: _systemd.systemctl(self.runner, *args)
+
+    def plan_started(self):
+        changed_files = False
+        if self.current_conf != self.wanted_conf:
+            self.add("write-config", "write %s" % self.conf, lambda: _write(self.conf, self.wanted_conf))
+            changed_files = True
+        if self.current_unit != self.wanted_unit:
+            self.add("write-unit", "write %s" % self.unit, lambda: (
+                _systemd.write_unit_file(self.unit, self.wanted_unit), self.systemctl("daemon-reload")()))
+            changed_files = True
+        if not self.status["active"]:
+            self.add("start", "start %s" % self.unit, self.systemctl("start", self.unit))
+        elif changed_files:
+            # The configuration really changed: only then does a running daemon restart.
+            self.add("restart", "restart %s for its new configuration" % self.unit,
+                     self.systemctl("restart", self.unit))
+        elif server_version(self.runner, self.network_id) is None:
+            self.add("restart", "restart %s: active but its API does not answer" % self.unit,
+                     self.systemctl("restart", self.unit))
+
+    def plan_stopped(self, remove):
+        if self.status["active"]:
+            self.add("stop", "stop %s (its containers stop with it)" % self.unit, self.systemctl("stop", self.unit))
+        if remove and self.current_unit is not None:
+            self.add("remove-unit", "remove %s" % self.unit, lambda: (
+                _systemd.remove_unit_file(self.unit), self.systemctl("daemon-reload")()))
+        if remove and self.current_conf is not None:
+            self.add("remove-config", "remove %s" % self.conf, lambda: os.unlink(self.conf))
+
+
+def converge_daemon(runner, layout, name, *, state, check_mode=False, config_dir=CONFIG_DIR):
+    """started / stopped / absent for the dockerd of repository ``name``."""
+    if state not in ("started", "stopped", "absent"):
+        raise InvalidInput("state must be started, stopped or absent, got %r" % (state,))
+    daemon = _Daemon(runner, layout, _loopback.ready_record(layout.state_dir, name), config_dir)
+    if state == "started":
+        if _findmnt.mount_at(runner, daemon.mount) is None:
+            raise InvalidInput("%s is not mounted at %s: open it first (lockbox.fleet.luks_repo state=opened)"
+                               % (name, daemon.mount))
+        daemon.plan_started()
+    else:
+        daemon.plan_stopped(remove=state == "absent")
+    version = None
+    if not check_mode:
+        for action in daemon.actions:
+            action.apply()
+        if state == "started":
+            version = wait_for_api(runner, daemon.network_id)
+    active = _systemd.unit_status(runner, daemon.unit)["active"] if not check_mode else daemon.status["active"]
+    return {"changed": bool(daemon.actions), "actions": [a.report() for a in daemon.actions],
+            "daemon": {"name": name, "network_id": daemon.network_id, "unit": daemon.unit,
+                       "socket": socket_path(daemon.network_id), "docker_host": docker_host(daemon.network_id),
+                       "config": daemon.conf, "data_root": "%s/.rediacc/docker/data" % daemon.mount,
+                       "active": active, "version": version}}

@@ -32,17 +32,19 @@ class Runner:
         self._module = module
         self.calls = []
 
-    def run(self, argv, stdin=None, ok_rcs=(0,)):
+    def run(self, argv, stdin=None, ok_rcs=(0,), env=None, cwd=None):
+        """``env`` adds to (never replaces) the environment; the C locale always wins."""
         argv = [str(a) for a in argv]
         self.calls.append(argv)
+        update = dict(env or {}, **C_LOCALE)
         if self._module is not None:
             rc, out, err = self._module.run_command(
-                argv, data=stdin, binary_data=True, environ_update=dict(C_LOCALE))
+                argv, data=stdin, binary_data=True, environ_update=update, cwd=cwd)
         else:
             import os
-            env = dict(os.environ, **C_LOCALE)
             data = stdin.encode() if isinstance(stdin, str) else stdin
-            proc = subprocess.run(argv, input=data, capture_output=True, env=env, check=False)
+            proc = subprocess.run(argv, input=data, capture_output=True, env=dict(os.environ, **update), cwd=cwd,
+                                  check=False)
             rc = proc.returncode
             out = proc.stdout.decode(errors="replace")
             err = proc.stderr.decode(errors="replace")

@@ -33,7 +33,7 @@ class FakeRunner:
     def answer(self, prefix, stdout="", rc=0):
         self.answers.insert(0, (list(prefix), rc, stdout))
 
-    def run(self, argv, stdin=None, ok_rcs=(0,)):
+    def run(self, argv, stdin=None, ok_rcs=(0,), env=None, cwd=None):
         from ansible_collections.lockbox.fleet.plugins.module_utils._errors import LockboxError
         from ansible_collections.lockbox.fleet.plugins.module_utils._runner import CommandResult
         argv = [str(a) for a in argv]
