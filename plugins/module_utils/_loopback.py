@@ -318,6 +318,18 @@ def converge_network(runner, name, *, state, state_dir=_state.DEFAULT_STATE_DIR,
             "network": dict(describe_network(network_id, after), name=name)}
 
 
+def ensure_guard(runner, network_id, bpf=None):
+    """The repository's slice with its guard programs; True when something changed."""
+    bpf = bpf or _bpf.Bpf()
+    unit = repository_slice(network_id)
+    cgroup = CgroupPrograms(bpf, slice_cgroup(unit))
+    changed = False
+    if cgroup.observe() is None:
+        _start_slice(runner, unit)
+        changed = True
+    return cgroup.converge(repository_programs(network_id)) or changed
+
+
 def converge_service(runner, network_id, slot, bpf=None):
     """The slice of one service with its rewrite programs (used by renet compose before up)."""
     bpf = bpf or _bpf.Bpf()

@@ -1,0 +1,425 @@
+# Copyright: lockbox.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Applications in a repository: ``renet compose``, Rediaccfile lifecycle and the watchdog.
+
+One implementation for the ``repo_app`` module and the ``renet`` command installed on hosts.
+A project (a directory holding a compose file, usually next to its Rediaccfile) keeps its
+service slots and saved restart policies in ``.rediacc.json``; the model handed to Docker
+is written to ``.rediacc/compose.json`` beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+
+from ansible_collections.lockbox.fleet.plugins.module_utils import _compose, _dockerd, _loopback, _state
+from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput, LockboxError
+
+COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
+STATE_FILE = ".rediacc.json"
+RENDERED = ".rediacc/compose.json"
+REDIACCFILE = "Rediaccfile"
+UP_STAMP = ".rediacc/up.json"
+# docker compose options that come before the subcommand and take a value
+GLOBAL_WITH_VALUE = frozenset(("-f", "--file", "-p", "--project-name", "--env-file", "--profile",
+                               "--project-directory", "--ansi", "--progress", "--parallel"))
+CREATING = frozenset(("up", "run", "create", "start", "restart"))
+STOPPING = frozenset(("stop", "down", "kill", "pause", "rm"))
+NO_DOCKER_CONFIG = {"DOCKER_CONFIG": "/nonexistent"}
+_SERVICE_KEY = re.compile(r"^(\s+)([A-Za-z0-9._-]+|\"[^\"]+\"|'[^']+')\s*:")
+
+
+def split_compose_args(args):
+    """(global options, subcommand and its arguments) of a docker compose command line."""
+    index = 0
+    while index < len(args) and args[index].startswith("-"):
+        option = args[index]
+        index += 1
+        if option in GLOBAL_WITH_VALUE and "=" not in option:
+            index += 1
+    return list(args[:index]), list(args[index:])
+
+
+def _option_values(global_args, names):
+    values, index = [], 0
+    while index < len(global_args):
+        option = global_args[index]
+        if option in names and index + 1 < len(global_args):
+            values.append(global_args[index + 1])
+            index += 2
+            continue
+        values += [option.split("=", 1)[1] for name in names if option.startswith(name + "=")]
+        index += 1
+    return values
+
+
+def compose_files(project_dir, global_args):
+    given = _option_values(global_args, ("-f", "--file"))
+    if given:
+        return [os.path.join(project_dir, f) for f in given]
+    return [os.path.join(project_dir, n) for n in COMPOSE_FILES if os.path.isfile(os.path.join(project_dir, n))][:1]
+
+
+def service_order(text):
+    """Service names in the order a block-style compose file lists them (empty if none found)."""
+    names, indent, inside = [], None, False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if not line[0].isspace():
+            inside = stripped.startswith("services:") and stripped[len("services:"):].strip() == ""
+            indent = None
+            continue
+        match = _SERVICE_KEY.match(line) if inside else None
+        if match and (indent is None or len(match.group(1)) == indent):
+            indent = len(match.group(1))
+            names.append(match.group(2).strip("\"'"))
+    return names
+
+
+def ordered_services(files, services):
+    """``services`` (as compose reports them) in file order; any the files do not show come last."""
+    order = []
+    for path in files:
+        try:
+            with open(path) as handle:
+                order += [n for n in service_order(handle.read()) if n in services and n not in order]
+        except OSError:
+            pass
+    return order + sorted(s for s in services if s not in order)
+
+
+def env_name(service):
+    return re.sub(r"[^A-Z0-9_]", "_", service.upper()) + "_IP"
+
+
+def load_project_state(project_dir):
+    try:
+        with open(os.path.join(project_dir, STATE_FILE)) as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        return {}
+    except ValueError as exc:
+        raise LockboxError("%s is damaged: %s" % (os.path.join(project_dir, STATE_FILE), exc)) from None
+
+
+def save_project_state(project_dir, state):
+    path = os.path.join(project_dir, STATE_FILE)
+    temporary = path + ".tmp"
+    with open(temporary, "w") as handle:
+        json.dump(state, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    os.replace(temporary, path)
+
+
+class Repository:
+    """What renet needs to know of the repository it works in."""
+
+    def __init__(self, name, guid, network_id, mount):
+        self.name, self.guid, self.network_id, self.mount = name, guid, network_id, mount
+
+    @classmethod
+    def from_record(cls, layout, record):
+        return cls(record["name"], record["guid"], record["network_id"], layout.mount(record["guid"]))
+
+    def environment(self):
+        return {"REDIACC_WORKING_DIR": self.mount.rstrip("/") + "/", "REDIACC_NETWORK_ID": str(self.network_id),
+                "REDIACC_REPOSITORY": self.guid, "REDIACC_REPOSITORY_NAME": self.name,
+                "DOCKER_HOST": _dockerd.docker_host(self.network_id)}
+
+
+def repository_for(layout, environ, cwd):
+    """The repository of this call: from REDIACC_NETWORK_ID (set by repo up), else the one whose mount holds cwd."""
+    network_id = environ.get("REDIACC_NETWORK_ID")
+    for record in _state.HostState(layout.state_dir).all():
+        mount = layout.mount(record["guid"]).rstrip("/")
+        if str(record["network_id"]) == network_id or (not network_id and (cwd + "/").startswith(mount + "/")):
+            return Repository.from_record(layout, record)
+    raise InvalidInput("not inside a repository: run from a directory under its mount or through repo up "
+                       "(REDIACC_NETWORK_ID is %s)" % (network_id or "unset"))
+
+
+def plan_slots(runner, repo, project_dir, global_args, environ):
+    """Services of a project in compose order with their slots (recorded slots are kept)."""
+    env = dict(environ, **repo.environment())
+    out = runner.run(["docker", "compose", *global_args, "config", "--services"], env=env, cwd=project_dir).stdout
+    ordered = ordered_services(compose_files(project_dir, global_args), [s for s in out.split() if s])
+    recorded = load_project_state(project_dir).get("slots") or {}
+    return _compose.assign_slots(ordered, recorded)
+
+
+def service_environment(repo, slots):
+    return {env_name(name): _compose.service_ip(repo.network_id, slot) for name, slot in slots.items()}
+
+
+def render(runner, repo, project_dir, global_args, environ, *, unsafe):
+    """The rewritten model, its slots, saved restart policies and environment; refuses hostile settings."""
+    slots = plan_slots(runner, repo, project_dir, global_args, environ)
+    env = dict(environ, **repo.environment(), **service_environment(repo, slots))
+    text = runner.run(["docker", "compose", *global_args, "config", "--format", "json"], env=env,
+                      cwd=project_dir).stdout
+    try:
+        model = json.loads(text)
+    except ValueError as exc:
+        raise LockboxError("docker compose config printed no JSON: %s" % exc) from None
+    out, slots, restart = _compose.rewrite(model, repo.network_id, slots, unsafe=unsafe)
+    for name, service in out["services"].items():
+        # The service's slice: where its address rewrite applies (see _loopback).
+        service["cgroup_parent"] = _loopback.service_slice(repo.network_id, slots[name])
+    return out, slots, restart, env
+
+
+def compose(runner, layout, args, environ, cwd, *, unsafe=False, exec_=subprocess.call):
+    """``renet compose [--unsafe] -- ARGS``: rewrite, prepare the kernel rules, run docker compose."""
+    repo = repository_for(layout, environ, cwd)
+    global_args, command = split_compose_args(args)
+    directories = _option_values(global_args, ("--project-directory",))
+    project_dir = os.path.abspath(directories[0] if directories else cwd)
+    subcommand = command[0] if command else ""
+    creating = subcommand in CREATING
+    # Hostile settings are refused where containers are made; down/stop of such a project still work.
+    model, slots, restart, env = render(runner, repo, project_dir, global_args, environ,
+                                        unsafe=unsafe or not creating)
+    stopped = set(load_project_state(project_dir).get("stopped") or [])
+    named = [c for c in command[1:] if not c.startswith("-")]
+    if creating:
+        _loopback.ensure_guard(runner, repo.network_id)
+        for slot in sorted(set(slots.values())):
+            _loopback.converge_service(runner, repo.network_id, slot)
+        stopped -= set(named or slots)
+    elif subcommand in STOPPING:
+        # Deliberately stopped: the watchdog leaves these alone until the next up/start.
+        stopped |= set(named or slots)
+    rendered = os.path.join(project_dir, RENDERED)
+    os.makedirs(os.path.dirname(rendered), mode=0o700, exist_ok=True)
+    with open(rendered, "w") as handle:
+        json.dump(model, handle, indent=2, sort_keys=True)
+    save_project_state(project_dir, {"network_id": repo.network_id, "project": model.get("name"),
+                                     "slots": slots, "restart": restart, "stopped": sorted(stopped)})
+    argv = ["docker", "compose", "-p", model.get("name") or os.path.basename(project_dir), "-f", rendered,
+            "--project-directory", project_dir, *command]
+    return exec_(argv, env=env, cwd=project_dir)
+
+
+# ---------------------------------------------------------------------------------------
+# Rediaccfile lifecycle
+
+
+def rediaccfiles(mount):
+    """Every Rediaccfile of the repository (its root and one level of subdirectories), sorted."""
+    found = [os.path.join(mount, REDIACCFILE)] if os.path.isfile(os.path.join(mount, REDIACCFILE)) else []
+    try:
+        entries = sorted(os.listdir(mount))
+    except FileNotFoundError:
+        return found
+    return found + [os.path.join(mount, e, REDIACCFILE) for e in entries
+                    if not e.startswith(".") and os.path.isfile(os.path.join(mount, e, REDIACCFILE))]
+
+
+def run_function(runner, repo, rediaccfile, function, environ):
+    """Source the Rediaccfile in its directory with REDIACC_*, DOCKER_HOST and {SVC}_IP set; call ``function``."""
+    project_dir = os.path.dirname(rediaccfile)
+    env = dict(environ, **repo.environment())
+    if compose_files(project_dir, []):
+        env.update(service_environment(repo, plan_slots(runner, repo, project_dir, [], environ)))
+    script = ('set -e; source ./Rediaccfile; if declare -F %s >/dev/null; then %s; else echo "no %s()"; fi'
+              % (function, function, function))
+    result = runner.run(["bash", "-c", script], env=env, cwd=project_dir)
+    return (result.stdout + result.stderr).strip()
+
+
+def fingerprint(mount):
+    """A hash of every Rediaccfile and compose file: up() runs again when any of them changes."""
+    digest = hashlib.sha256()
+    for rediaccfile in rediaccfiles(mount):
+        for path in [rediaccfile, *compose_files(os.path.dirname(rediaccfile), [])]:
+            digest.update(path.encode() + b"\0")
+            with open(path, "rb") as handle:
+                digest.update(handle.read())
+    return digest.hexdigest()
+
+
+CONTAINER_FIELDS = {
+    "id": ".ID", "name": ".Names", "state": ".State", "status": ".Status",
+    "service": '(.Label "com.docker.compose.service")',
+    "project_dir": '(.Label "com.docker.compose.project.working_dir")',
+    "service_ip": '(.Label "rediacc.service_ip")', "service_port": '(.Label "rediacc.service_port")',
+}
+
+
+def parse_containers(text):
+    """Lines of ``docker ps --format`` with CONTAINER_FIELDS; exit code read from the status."""
+    found = []
+    for line in text.splitlines():
+        if line.strip():
+            entry = {k: (v or None) for k, v in json.loads(line).items()}
+            match = re.match(r"Exited \((-?\d+)\)", entry.pop("status") or "")
+            entry["exit_code"] = int(match.group(1)) if match else None
+            found.append(entry)
+    return found
+
+
+def containers(runner, network_id):
+    template = "{" + ",".join('"%s":{{json %s}}' % item for item in CONTAINER_FIELDS.items()) + "}"
+    return parse_containers(runner.run(["docker", "-H", _dockerd.docker_host(network_id), "ps", "-a",
+                                        "--no-trunc", "--format", template], env=NO_DOCKER_CONFIG).stdout)
+
+
+# ---------------------------------------------------------------------------------------
+# watchdog
+
+
+def needs_restart(policy, container):
+    if container["state"] != "exited":
+        return False
+    if policy in ("always", "unless-stopped"):
+        return True
+    if policy and policy.startswith("on-failure"):
+        return container["exit_code"] not in (0, None)
+    return False
+
+
+def watchdog_pass(runner, socket_dir=_dockerd.SOCKET_DIR):
+    """Start the stopped containers of every running repository daemon per their saved policy."""
+    restarted = []
+    try:
+        sockets = sorted(os.listdir(socket_dir))
+    except FileNotFoundError:
+        return restarted
+    for entry in sockets:
+        match = re.match(r"docker-(\d+)\.sock$", entry)
+        if not match:
+            continue
+        network_id = int(match.group(1))
+        try:
+            found = containers(runner, network_id)
+        except LockboxError:
+            continue  # a daemon that is stopping or starting: next pass
+        for container in found:
+            if not container["project_dir"] or not container["service"]:
+                continue
+            state = load_project_state(container["project_dir"])
+            if container["service"] in (state.get("stopped") or []):
+                continue
+            policy = (state.get("restart") or {}).get(container["service"])
+            if needs_restart(policy, container):
+                runner.run(["docker", "-H", _dockerd.docker_host(network_id), "start", container["id"]],
+                           env=NO_DOCKER_CONFIG)
+                restarted.append({"network_id": network_id, "container": container["name"], "policy": policy})
+    return restarted
+
+
+# ---------------------------------------------------------------------------------------
+# repo up / down (the repo_app module and ``renet up|down``)
+
+
+def _read_stamp(mount):
+    try:
+        with open(os.path.join(mount, UP_STAMP)) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def is_up(runner, repo):
+    """up() ran for the current Rediaccfiles, the daemon answers and no container has failed."""
+    stamp = _read_stamp(repo.mount)
+    if not stamp or stamp.get("fingerprint") != fingerprint(repo.mount):
+        return False
+    if _dockerd.server_version(runner, repo.network_id) is None:
+        return False
+    return all(c["state"] == "running" or (c["state"] == "exited" and c["exit_code"] == 0)
+               for c in containers(runner, repo.network_id))
+
+
+def routes_of(repo, found, machine, base_domain, *, parent=None, tag=None):
+    """URLs of the services labelled rediacc.service_port (seed 000, Service naming and routing)."""
+    urls = set()
+    for container in found:
+        if container.get("service_port") and container.get("service"):
+            prefix = "%s-fork-%s" % (container["service"], tag) if tag else container["service"]
+            urls.add("https://%s.%s.%s.%s" % (prefix, parent or repo.name, machine, base_domain))
+    return sorted(urls)
+
+
+def up(runner, repo, environ, check_mode=False):
+    """Run up() of every Rediaccfile unless the repository is already up; returns (changed, outputs)."""
+    if is_up(runner, repo):
+        return False, {}
+    outputs = {}
+    if not check_mode:
+        for rediaccfile in rediaccfiles(repo.mount):
+            outputs[rediaccfile] = run_function(runner, repo, rediaccfile, "up", environ)
+        path = os.path.join(repo.mount, UP_STAMP)
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        with open(path, "w") as handle:
+            json.dump({"fingerprint": fingerprint(repo.mount)}, handle)
+    return True, outputs
+
+
+def down(runner, repo, environ, check_mode=False):
+    """Run down() of every Rediaccfile (in reverse order) while the daemon answers."""
+    outputs = {}
+    if _dockerd.server_version(runner, repo.network_id) is None:
+        return False, outputs
+    if not check_mode:
+        for rediaccfile in reversed(rediaccfiles(repo.mount)):
+            outputs[rediaccfile] = run_function(runner, repo, rediaccfile, "down", environ)
+        try:
+            os.unlink(os.path.join(repo.mount, UP_STAMP))
+        except FileNotFoundError:
+            pass
+    return True, outputs
+
+
+def info(runner, repo, environ):
+    return {path: run_function(runner, repo, path, "info", environ) for path in rediaccfiles(repo.mount)}
+
+
+def converge_app(runner, layout, name, *, state, key=None, unmount=False, run_info=False, machine="",
+                 base_domain="", check_mode=False, environ=None):
+    """repo up (state=up) / repo down (state=down) of repository ``name``."""
+    from ansible_collections.lockbox.fleet.plugins.module_utils import _repo  # the volume layer
+
+    if state not in ("up", "down"):
+        raise InvalidInput("state must be up or down, got %r" % (state,))
+    environ = dict(os.environ if environ is None else environ)
+    record = _loopback.ready_record(layout.state_dir, name)
+    repo = Repository.from_record(layout, record)
+    actions, outputs = [], {}
+
+    def note(step, result):
+        actions.extend(dict(a, action="%s:%s" % (step, a["action"])) for a in result["actions"])
+
+    if state == "up":
+        note("volume", _repo.converge_repo(layout, runner, name, state="opened", key=key, check_mode=check_mode))
+        note("network", _loopback.converge_network(runner, name, state="present", state_dir=layout.state_dir,
+                                                   check_mode=check_mode))
+        if check_mode and not os.path.ismount(repo.mount):
+            actions.append({"action": "daemon:start", "detail": "start the repository's dockerd"})
+            actions.append({"action": "up", "detail": "run up() of every Rediaccfile"})
+        else:
+            note("daemon", _dockerd.converge_daemon(runner, layout, name, state="started", check_mode=check_mode))
+            changed, outputs = up(runner, repo, environ, check_mode=check_mode)
+            if changed:
+                actions.append({"action": "up", "detail": "run up() of %d Rediaccfile(s)"
+                                % len(rediaccfiles(repo.mount))})
+    else:
+        if os.path.ismount(repo.mount):
+            changed, outputs = down(runner, repo, environ, check_mode=check_mode)
+            if changed:
+                actions.append({"action": "down", "detail": "run down() of every Rediaccfile"})
+            note("daemon", _dockerd.converge_daemon(runner, layout, name, state="stopped", check_mode=check_mode))
+        if unmount:
+            note("volume", _repo.converge_repo(layout, runner, name, state="closed", check_mode=check_mode))
+    found = containers(runner, repo.network_id) if state == "up" and not check_mode else []
+    if run_info and found:
+        outputs.update({"info:" + k: v for k, v in info(runner, repo, environ).items()})
+    parent, tag = (record["parent"], record.get("tag")) if record.get("parent") else (None, None)
+    urls = routes_of(repo, found, machine, base_domain, parent=parent, tag=tag) if machine and base_domain else []
+    return {"changed": bool(actions), "actions": actions, "outputs": outputs, "containers": found, "urls": urls}
