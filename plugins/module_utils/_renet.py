@@ -1,0 +1,75 @@
+# Copyright: lockbox.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""``renet``: the host runtime's command line (installed by the machine role as /usr/local/bin/renet).
+
+    renet compose [--unsafe] -- ARGS     docker compose against the repository's daemon, rewritten
+    renet up|down|info NAME [--unmount]  the Rediaccfile lifecycle of an opened repository
+    renet watchdog [--interval S] [--once]
+                                         start stopped containers per their saved restart policy
+
+Everything here calls the same library as the Ansible modules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from ansible_collections.lockbox.fleet.plugins.module_utils import _app, _loopback, _repo
+from ansible_collections.lockbox.fleet.plugins.module_utils._errors import LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._runner import Runner
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="renet", description="lockbox host runtime (renet compatible)")
+    parser.add_argument("--datastore", default=os.environ.get("LOCKBOX_DATASTORE", _repo.DEFAULT_DATASTORE))
+    commands = parser.add_subparsers(dest="command", required=True)
+    compose = commands.add_parser("compose", help="docker compose with the repository's isolation")
+    compose.add_argument("--unsafe", action="store_true", help="allow privileged, host namespaces, system binds")
+    compose.add_argument("args", nargs=argparse.REMAINDER, help="-- then docker compose arguments")
+    for name in ("up", "down", "info"):
+        command = commands.add_parser(name, help="run %s() of every Rediaccfile" % name)
+        command.add_argument("name")
+        if name == "down":
+            command.add_argument("--unmount", action="store_true", help="also close the LUKS volume")
+    watchdog = commands.add_parser("watchdog", help="restart stopped containers per their saved policy")
+    watchdog.add_argument("--interval", type=float, default=5.0)
+    watchdog.add_argument("--once", action="store_true")
+    return parser
+
+
+def main(argv=None):
+    options = _parser().parse_args(argv)
+    layout = _repo.Layout(options.datastore)
+    runner = Runner()
+    try:
+        if options.command == "compose":
+            args = options.args[1:] if options.args[:1] == ["--"] else options.args
+            return _app.compose(runner, layout, args, dict(os.environ), os.getcwd(), unsafe=options.unsafe)
+        if options.command == "watchdog":
+            while True:
+                for event in _app.watchdog_pass(runner):
+                    print("renet watchdog: started %(container)s (networkId %(network_id)d, restart: %(policy)s)"
+                          % event, flush=True)
+                if options.once:
+                    return 0
+                time.sleep(options.interval)
+        if options.command == "info":
+            record = _app.Repository.from_record(layout, _loopback.ready_record(layout.state_dir, options.name))
+            print(json.dumps(_app.info(runner, record, dict(os.environ)), indent=2))
+            return 0
+        result = _app.converge_app(runner, layout, options.name, state=options.command,
+                                   unmount=getattr(options, "unmount", False))
+        for path, output in result["outputs"].items():
+            print("== %s\n%s" % (path, output))
+        print("renet %s %s: %s" % (options.command, options.name,
+                                   ", ".join(a["action"] for a in result["actions"]) or "nothing to do"))
+        return 0
+    except LockboxError as exc:
+        print("renet: %s" % exc.msg, file=sys.stderr)
+        if exc.stderr:
+            print(exc.stderr.strip(), file=sys.stderr)
+        return 1
