@@ -194,3 +194,17 @@ def converge_daemon(runner, layout, name, *, state, check_mode=False, config_dir
                        "socket": socket_path(daemon.network_id), "docker_host": docker_host(daemon.network_id),
                        "config": daemon.conf, "data_root": "%s/.rediacc/docker/data" % daemon.mount,
                        "active": active, "version": version}}
+
+
+def removal_steps(runner, network_id, config_dir=CONFIG_DIR):
+    """(name, detail, apply) steps that stop and remove a repository's daemon (for repository delete)."""
+    unit, conf = unit_name(network_id), config_path(network_id, config_dir)
+    steps = []
+    if _systemd.unit_status(runner, unit)["active"]:
+        steps.append(("stop-daemon", "stop %s" % unit, lambda: _systemd.systemctl(runner, "stop", unit)))
+    if _systemd.read_unit_file(unit) is not None:
+        steps.append(("remove-daemon-unit", "remove %s" % unit, lambda: (
+            _systemd.remove_unit_file(unit), _systemd.systemctl(runner, "daemon-reload"))))
+    if os.path.exists(conf):
+        steps.append(("remove-daemon-config", "remove %s" % conf, lambda: os.unlink(conf)))
+    return steps

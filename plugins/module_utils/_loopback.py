@@ -302,14 +302,8 @@ def converge_network(runner, name, *, state, state_dir=_state.DEFAULT_STATE_DIR,
         if not in_sync(observed, cgroup.wanted_tags(programs)):
             actions.append(Action("attach", "attach the guard programs of %s to %s" % (subnet(network_id), repo_slice),
                                   lambda: cgroup.converge(programs)))
-    elif observed is not None:
-        # Service slices first (their programs die with their cgroups), then the repository's.
-        for _slot, service in _service_slices(network_id):
-            actions.append(Action("stop-slice", "stop %s" % service,
-                                  lambda unit=service: runner.run(["systemctl", "stop", unit])))
-        actions.append(Action("detach", "detach the guard programs from %s" % repo_slice, cgroup.clear))
-        actions.append(Action("stop-slice", "stop %s" % repo_slice,
-                              lambda: runner.run(["systemctl", "stop", repo_slice])))
+    else:
+        actions += [Action(*step) for step in removal_steps(runner, network_id, bpf)]
     if not check_mode:
         for action in actions:
             action.apply()
@@ -340,3 +334,16 @@ def converge_service(runner, network_id, slot, bpf=None):
         _start_slice(runner, unit)
         changed = True
     return cgroup.converge(service_programs(network_id, slot)) or changed
+
+
+def removal_steps(runner, network_id, bpf=None):
+    """(name, detail, apply) steps that remove a repository's slices and programs."""
+    repo_slice = repository_slice(network_id)
+    cgroup = CgroupPrograms(bpf or _bpf.Bpf(), slice_cgroup(repo_slice))
+    if not os.path.isdir(cgroup.path):
+        return []
+    # Service slices first (their programs go with their cgroups), then the repository's.
+    steps = [("stop-slice", "stop %s" % service, lambda unit=service: runner.run(["systemctl", "stop", unit]))
+             for _slot, service in _service_slices(network_id)]
+    return [*steps, ("detach", "detach the guard programs from %s" % repo_slice, cgroup.clear),
+            ("stop-slice", "stop %s" % repo_slice, lambda: runner.run(["systemctl", "stop", repo_slice]))]

@@ -427,6 +427,11 @@ def _plan_delete(op, observed, force, orphan_forks):
             child_record.update(parent=None, parent_guid=None, orphaned_from=record["name"])
             host.put(child_record)
         op.add("orphan-fork", "keep fork %s as an independent repository" % child, orphan)
+    # Its daemon and network rules go first: nothing may run on a volume being removed.
+    from ansible_collections.lockbox.fleet.plugins.module_utils import _dockerd, _loopback
+    for name, detail, apply in _dockerd.removal_steps(op.runner, record["network_id"]) + \
+            _loopback.removal_steps(op.runner, record["network_id"]):
+        op.add(name, detail, apply)
     op.plan_discard(observed)
 
 

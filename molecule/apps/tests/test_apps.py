@@ -1,0 +1,117 @@
+"""After converge (alpha and beta up with the same compose file) and the fork quartet."""
+
+import json
+import os
+import time
+
+import testinfra.utils.ansible_runner
+
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
+    os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("fleet-b")
+
+STATE = "/var/lib/rediacc/state/repos"
+
+
+def record(host, name):
+    return json.loads(host.file("%s/%s.json" % (STATE, name)).content_string)
+
+
+def docker(host, name, command):
+    return "docker -H unix:///var/run/rediacc/docker-%d.sock %s" % (record(host, name)["network_id"], command)
+
+
+def container(host, name, service):
+    return host.check_output(docker(host, name, "ps -q --filter label=com.docker.compose.service=%s" % service))
+
+
+def service_ip(host, name, service):
+    return host.check_output(docker(host, name, "inspect -f '{{index .Config.Labels \"rediacc.service_ip\"}}' %s"
+                                    % container(host, name, service)))
+
+
+def exec_in(host, name, service, command):
+    return host.run(docker(host, name, "exec %s %s" % (container(host, name, service), command)))
+
+
+def test_same_compose_file_runs_in_both_on_their_own_ips(host):
+    alpha, beta = service_ip(host, "alpha", "web"), service_ip(host, "beta", "web")
+    assert alpha != beta
+    listeners = host.check_output("ss -Hltn 'sport = :8080'")
+    assert alpha in listeners and beta in listeners
+    assert "0.0.0.0:8080" not in listeners and "[::]:8080" not in listeners
+    assert record(host, "alpha")["guid"] in host.check_output("curl -s http://%s:8080/" % alpha)
+    assert record(host, "beta")["guid"] in host.check_output("curl -s http://%s:8080/" % beta)
+
+
+def test_services_get_ips_in_compose_order_inside_their_26(host):
+    network_id = record(host, "alpha")["network_id"]
+    base = network_id  # 127.0.0.0 + networkId
+    expected_web = "127.0.%d.%d" % ((base + 2) // 256, (base + 2) % 256)
+    expected_client = "127.0.%d.%d" % ((base + 3) // 256, (base + 3) % 256)
+    assert service_ip(host, "alpha", "web") == expected_web
+    assert service_ip(host, "alpha", "client") == expected_client
+
+
+def test_sibling_reaches_web_by_service_name(host):
+    out = exec_in(host, "alpha", "client", "wget -qO- -T 5 http://web:8080/")
+    assert out.rc == 0 and record(host, "alpha")["guid"] in out.stdout
+
+
+def test_other_repository_is_refused_by_the_kernel(host):
+    beta_web = service_ip(host, "beta", "web")
+    out = exec_in(host, "alpha", "client", "wget -qO- -T 5 http://%s:8080/" % beta_web)
+    assert out.rc != 0 and "Operation not permitted" in out.stderr
+
+
+def test_fork_has_its_own_ips_and_daemon_and_cannot_reach_its_parent(host):
+    fork, parent = record(host, "alpha:try"), record(host, "alpha")
+    assert fork["network_id"] != parent["network_id"]
+    assert host.service("rediacc-docker-%d" % fork["network_id"]).is_running
+    fork_web = service_ip(host, "alpha:try", "web")
+    assert fork_web != service_ip(host, "alpha", "web")
+    # The fork's data is a copy of the parent's: same page, served on the fork's own IP.
+    assert parent["guid"] in host.check_output("curl -s http://%s:8080/" % fork_web)
+    out = exec_in(host, "alpha:try", "client", "wget -qO- -T 5 http://%s:8080/" % service_ip(host, "alpha", "web"))
+    assert out.rc != 0 and "Operation not permitted" in out.stderr
+
+
+def test_restart_policy_is_stripped_and_the_watchdog_restarts(host):
+    web = container(host, "beta", "web")
+    assert host.check_output(docker(host, "beta", "inspect -f '{{.HostConfig.RestartPolicy.Name}}' %s" % web)) == "no"
+    saved = json.loads(host.file("%s/web/.rediacc.json" % mount(host, "beta")).content_string)
+    assert saved["restart"] == {"web": "always"}
+    pid = host.check_output(docker(host, "beta", "inspect -f '{{.State.Pid}}' %s" % web))
+    host.run_expect([0], "kill -9 %s" % pid)
+    state = ""
+    for _attempt in range(60):  # the watchdog passes every 5 s; a deadline, not a speed check
+        time.sleep(1)
+        state = host.check_output(docker(host, "beta", "inspect -f '{{.State.Status}} {{.State.Pid}}' %s" % web))
+        if state.startswith("running") and state.split()[1] != pid:
+            break
+    assert state.startswith("running") and state.split()[1] != pid
+    assert "started" in host.check_output("journalctl -u rediacc-watchdog --no-pager | tail -n 5")
+
+
+def mount(host, name):
+    return "/mnt/rediacc/mounts/%s" % record(host, name)["guid"]
+
+
+def test_hostile_compose_file_is_refused_and_nothing_starts(host):
+    before = host.check_output(docker(host, "alpha", "ps -aq | wc -l"))
+    out = host.run("cd %s/hostile && renet compose -- up -d" % mount(host, "alpha"))
+    assert out.rc == 1
+    for problem in ("privileged: true", "pid: host", "ipc: host", "system path /", "system path /etc",
+                    "system path /var/run/docker.sock", "--unsafe"):
+        assert problem in out.stderr
+    assert host.check_output(docker(host, "alpha", "ps -aq | wc -l")) == before
+
+
+def test_unsafe_allows_the_hostile_file(host):
+    hostile = "%s/hostile" % mount(host, "alpha")
+    out = host.run("cd %s && renet compose --unsafe -- up -d" % hostile)
+    try:
+        assert out.rc == 0, out.stderr
+        assert container(host, "alpha", "escape")
+    finally:
+        host.run("cd %s && renet compose -- down" % hostile)
+    assert container(host, "alpha", "escape") == ""
