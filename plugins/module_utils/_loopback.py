@@ -136,7 +136,7 @@ def _rules(attach, target, guard_base):
 
 
 def repository_programs(network_id):
-    base = subnet(network_id).split("/")[0]
+    base = subnet(network_id).split("/", maxsplit=1)[0]
     own = address(network_id, REPOSITORY_ADDRESS_OFFSET)
     return [_bpf.Program("%sr%d_%s" % (NAME_PREFIX, network_id, a[:1] + a[-1]), a, _rules(a, own, base))
             for a in ATTACH_POINTS]

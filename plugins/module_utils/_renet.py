@@ -23,6 +23,13 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._errors import Lockb
 from ansible_collections.lockbox.fleet.plugins.module_utils._runner import Runner
 
 
+def _say(text, stream=None):
+    # A command-line program: it talks on stdout/stderr (module_utils code never does otherwise).
+    stream = stream or sys.stdout
+    stream.write(text + "\n")
+    stream.flush()
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="renet", description="lockbox host runtime (renet compatible)")
     parser.add_argument("--datastore", default=os.environ.get("LOCKBOX_DATASTORE", _repo.DEFAULT_DATASTORE))
@@ -52,24 +59,24 @@ def main(argv=None):
         if options.command == "watchdog":
             while True:
                 for event in _app.watchdog_pass(runner):
-                    print("renet watchdog: started %(container)s (networkId %(network_id)d, restart: %(policy)s)"
-                          % event, flush=True)
+                    _say("renet watchdog: started %(container)s (networkId %(network_id)d, restart: %(policy)s)"
+                         % event)
                 if options.once:
                     return 0
                 time.sleep(options.interval)
         if options.command == "info":
             record = _app.Repository.from_record(layout, _loopback.ready_record(layout.state_dir, options.name))
-            print(json.dumps(_app.info(runner, record, dict(os.environ)), indent=2))
+            _say(json.dumps(_app.info(runner, record, dict(os.environ)), indent=2))
             return 0
         result = _app.converge_app(runner, layout, options.name, state=options.command,
                                    unmount=getattr(options, "unmount", False))
         for path, output in result["outputs"].items():
-            print("== %s\n%s" % (path, output))
-        print("renet %s %s: %s" % (options.command, options.name,
-                                   ", ".join(a["action"] for a in result["actions"]) or "nothing to do"))
+            _say("== %s\n%s" % (path, output))
+        _say("renet %s %s: %s" % (options.command, options.name,
+                                  ", ".join(a["action"] for a in result["actions"]) or "nothing to do"))
         return 0
     except LockboxError as exc:
-        print("renet: %s" % exc.msg, file=sys.stderr)
+        _say("renet: %s" % exc.msg, sys.stderr)
         if exc.stderr:
-            print(exc.stderr.strip(), file=sys.stderr)
+            _say(exc.stderr.strip(), sys.stderr)
         return 1

@@ -9,7 +9,7 @@ module: repo_daemon
 short_description: The Docker daemon of one repository
 version_added: 0.2.0
 description:
-  - Every repository has its own dockerd, run by the systemd unit C(rediacc-docker-<networkId>.service):
+  - Every repository has its own dockerd, run by the systemd unit C(rediacc-docker-<networkId>.service), with
     socket C(/var/run/rediacc/docker-<networkId>.sock), data-root C(<mount>/.rediacc/docker/data)
     inside the encrypted volume, its own exec-root and pidfile, C(bridge=none), C(iptables=false),
     experimental features on, and its containers in the repository's slice C(rediacc-<networkId>.slice)

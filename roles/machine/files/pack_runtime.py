@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Pack the collection's module_utils into one zip for the host runtime (renet).
 
 Runs on the control node. The zip is byte-for-byte the same for the same sources (fixed
