@@ -69,8 +69,8 @@ def test_fork_has_its_own_ips_and_daemon_and_cannot_reach_its_parent(host):
     assert host.service("rediacc-docker-%d" % fork["network_id"]).is_running
     fork_web = service_ip(host, "alpha:try", "web")
     assert fork_web != service_ip(host, "alpha", "web")
-    # The fork's data is a copy of the parent's: same page, served on the fork's own IP.
-    assert parent["guid"] in host.check_output("curl -s http://%s:8080/" % fork_web)
+    # The fork ran its own up(): its page names the fork, served on the fork's own IP.
+    assert fork["guid"] in host.check_output("curl -s http://%s:8080/" % fork_web)
     out = exec_in(host, "alpha:try", "client", "wget -qO- -T 5 http://%s:8080/" % service_ip(host, "alpha", "web"))
     assert out.rc != 0 and "Operation not permitted" in out.stderr
 
