@@ -1,0 +1,94 @@
+"""renet compose / lifecycle / watchdog rules that need no daemon."""
+
+import json
+
+import pytest
+
+from ansible_collections.lockbox.fleet.plugins.module_utils import _app
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["up", "-d"], ([], ["up", "-d"])),
+    (["-f", "a.yml", "-p", "x", "up", "-d"], (["-f", "a.yml", "-p", "x"], ["up", "-d"])),
+    (["--file=a.yml", "down"], (["--file=a.yml"], ["down"])),
+    (["--dry-run", "ps"], (["--dry-run"], ["ps"])),
+    ([], ([], [])),
+])
+def test_split_compose_args(args, expected):
+    assert _app.split_compose_args(args) == expected
+
+
+def test_service_order_follows_the_file_not_the_alphabet():
+    text = """---
+name: demo
+services:
+  web:
+    image: x
+    environment:
+      db: not-a-service
+  "db":
+    image: y
+  api-v2:
+    image: z
+volumes:
+  data: {}
+"""
+    assert _app.service_order(text) == ["web", "db", "api-v2"]
+    assert _app.ordered_services([], ["b", "a"]) == ["a", "b"]
+
+
+def test_env_names_are_shell_safe():
+    assert _app.env_name("web") == "WEB_IP"
+    assert _app.env_name("api-v2.internal") == "API_V2_INTERNAL_IP"
+
+
+def test_parse_containers_reads_exit_codes_and_empty_labels():
+    lines = [
+        {"id": "a1", "name": "p-web-1", "state": "exited", "status": "Exited (137) 3 seconds ago",
+         "service": "web", "project_dir": "/m/web", "service_ip": "127.0.11.2", "service_port": "8080"},
+        {"id": "b2", "name": "adhoc", "state": "running", "status": "Up 2 minutes",
+         "service": "", "project_dir": "", "service_ip": "", "service_port": ""},
+    ]
+    found = _app.parse_containers("\n".join(json.dumps(line) for line in lines) + "\n")
+    assert found[0]["exit_code"] == 137 and found[0]["service"] == "web"
+    assert found[1]["exit_code"] is None and found[1]["service"] is None
+
+
+@pytest.mark.parametrize(("policy", "state", "code", "restart"), [
+    ("always", "exited", 0, True), ("always", "running", None, False),
+    ("unless-stopped", "exited", 137, True), ("on-failure", "exited", 1, True),
+    ("on-failure", "exited", 0, False), ("on-failure:3", "exited", 2, True),
+    ("no", "exited", 1, False), (None, "exited", 1, False),
+])
+def test_watchdog_policy(policy, state, code, restart):
+    assert _app.needs_restart(policy, {"state": state, "exit_code": code}) is restart
+
+
+def test_routes_for_repositories_and_forks():
+    repo = _app.Repository("marketing", "g", 6336, "/m")
+    found = [{"service": "myapp", "service_port": "8080"}, {"service": "db", "service_port": None}]
+    assert _app.routes_of(repo, found, "server-1", "example.com") == ["https://myapp.marketing.server-1.example.com"]
+    fork = _app.Repository("marketing:staging", "h", 6400, "/n")
+    assert _app.routes_of(fork, found, "server-1", "example.com", parent="marketing", tag="staging") == \
+        ["https://myapp-fork-staging.marketing.server-1.example.com"]
+
+
+def test_repository_environment_keeps_the_on_host_contract():
+    env = _app.Repository("app", "0b6f", 6336, "/mnt/rediacc/mounts/0b6f").environment()
+    assert env["REDIACC_WORKING_DIR"] == "/mnt/rediacc/mounts/0b6f/"
+    assert env["REDIACC_NETWORK_ID"] == "6336" and env["REDIACC_REPOSITORY"] == "0b6f"
+    assert env["DOCKER_HOST"] == "unix:///var/run/rediacc/docker-6336.sock"
+
+
+def test_rediaccfiles_root_and_first_level(tmp_path):
+    (tmp_path / "Rediaccfile").write_text("up() { :; }\n")
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "Rediaccfile").write_text("up() { :; }\n")
+    (tmp_path / ".rediacc").mkdir()
+    (tmp_path / ".rediacc" / "Rediaccfile").write_text("")
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "Rediaccfile").write_text("")
+    assert _app.rediaccfiles(str(tmp_path)) == [str(tmp_path / "Rediaccfile"), str(tmp_path / "web" / "Rediaccfile")]
+    before = _app.fingerprint(str(tmp_path))
+    (tmp_path / "web" / "compose.yaml").write_text("services: {}\n")
+    assert _app.fingerprint(str(tmp_path)) != before
