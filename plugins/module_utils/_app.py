@@ -338,13 +338,11 @@ def is_up(runner, repo):
 
 
 def routes_of(repo, found, machine, base_domain, *, parent=None, tag=None):
-    """URLs of the services labelled rediacc.service_port (seed 000, Service naming and routing)."""
-    urls = set()
-    for container in found:
-        if container.get("service_port") and container.get("service"):
-            prefix = "%s-fork-%s" % (container["service"], tag) if tag else container["service"]
-            urls.add("https://%s.%s.%s.%s" % (prefix, parent or repo.name, machine, base_domain))
-    return sorted(urls)
+    """URLs of the services labelled rediacc.service_port (the naming rule lives in _routes)."""
+    from ansible_collections.lockbox.fleet.plugins.module_utils import _routes
+    record = {"name": repo.name, "parent": parent, "tag": tag}
+    return sorted({"https://" + _routes.route_host(c["service"], record, machine, base_domain)
+                   for c in found if c.get("service_port") and c.get("service")})
 
 
 def up(runner, repo, environ, check_mode=False):
@@ -418,6 +416,13 @@ def converge_app(runner, layout, name, *, state, key=None, unmount=False, run_in
         if unmount:
             note("volume", _repo.converge_repo(layout, runner, name, state="closed", check_mode=check_mode))
     found = containers(runner, repo.network_id) if state == "up" and not check_mode else []
+    # The router (if this host has one) follows at once, not at the watchdog's next pass.
+    from ansible_collections.lockbox.fleet.plugins.module_utils import _routes
+    router = _routes.load_settings()
+    if router and not check_mode:
+        _routes.sync(runner, layout.state_dir, router)
+    if router and not machine:
+        machine, base_domain = router["machine"], router["base_domain"]
     if run_info and found:
         outputs.update({"info:" + k: v for k, v in info(runner, repo, environ).items()})
     parent, tag = (record["parent"], record.get("tag")) if record.get("parent") else (None, None)

@@ -18,7 +18,7 @@ import os
 import sys
 import time
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _app, _loopback, _repo
+from ansible_collections.lockbox.fleet.plugins.module_utils import _app, _loopback, _repo, _routes
 from ansible_collections.lockbox.fleet.plugins.module_utils._errors import LockboxError
 from ansible_collections.lockbox.fleet.plugins.module_utils._runner import Runner
 
@@ -61,6 +61,10 @@ def main(argv=None):
                 for event in _app.watchdog_pass(runner):
                     _say("renet watchdog: started %(container)s (networkId %(network_id)d, restart: %(policy)s)"
                          % event)
+                try:
+                    _routes.sync(runner, layout.state_dir)
+                except (LockboxError, OSError) as exc:
+                    _say("renet watchdog: routes not updated: %s" % exc, sys.stderr)
                 if options.once:
                     return 0
                 time.sleep(options.interval)

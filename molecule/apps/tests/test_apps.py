@@ -115,3 +115,36 @@ def test_unsafe_allows_the_hostile_file(host):
     finally:
         host.run("cd %s && renet compose -- down" % hostile)
     assert container(host, "alpha", "escape") == ""
+
+
+CADDY_ROOT = "/var/lib/caddy/.local/share/caddy/pki/authorities/local/root.crt"
+
+
+def fetch_route(host, name):
+    """GET https://<name>/ through Caddy on this host, trusting Caddy's internal CA."""
+    out = None
+    for _attempt in range(30):  # certificates are issued when the route appears: a deadline, not a speed check
+        out = host.run("curl -sS --max-time 10 --cacert %s --resolve %s:443:127.0.0.1 https://%s/"
+                       % (CADDY_ROOT, name, name))
+        if out.rc == 0:
+            return out.stdout
+        time.sleep(2)
+    raise AssertionError("no answer from %s: %s" % (name, out.stderr))
+
+
+def test_router_serves_each_repository_at_its_host_name(host):
+    assert record(host, "alpha")["guid"] in fetch_route(host, "web.alpha.fleet-b.test.lan")
+    assert record(host, "beta")["guid"] in fetch_route(host, "web.beta.fleet-b.test.lan")
+
+
+def test_router_serves_the_fork_under_the_fork_name(host):
+    assert record(host, "alpha:try")["guid"] in fetch_route(host, "web-fork-try.alpha.fleet-b.test.lan")
+
+
+def test_traefik_file_has_the_same_routes(host):
+    config = json.loads(host.file("/etc/rediacc/traefik/lockbox.yml").content_string)
+    rules = sorted(r["rule"] for r in config["http"]["routers"].values())
+    assert rules == ["Host(`web-fork-try.alpha.fleet-b.test.lan`)", "Host(`web.alpha.fleet-b.test.lan`)",
+                     "Host(`web.beta.fleet-b.test.lan`)"]
+    upstreams = {s["loadBalancer"]["servers"][0]["url"] for s in config["http"]["services"].values()}
+    assert "http://%s:8080" % service_ip(host, "beta", "web") in upstreams

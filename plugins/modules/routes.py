@@ -1,0 +1,86 @@
+#!/usr/bin/python
+# Copyright: lockbox.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: routes
+short_description: Bring the router's route table in step with the running repositories
+version_added: 0.2.0
+description:
+  - Every running container labelled C(rediacc.service_port) gets the route
+    C(https://{service}.{repo}.{machine}.{base_domain}) to its service IP; a fork's services get
+    C({service}-fork-{tag}.{parent}.{machine}.{base_domain}).
+  - Writes the table as a Caddyfile fragment (the embedded router; Caddy is reloaded when it changed)
+    and, when configured, as a Traefik file-provider configuration.
+  - Reads the router settings written by the C(lockbox.fleet.router) role (C(/etc/rediacc/router.json)).
+    The host's watchdog runs the same synchronisation every few seconds, and C(repo up) runs it at once.
+author:
+  - lockbox.fleet developers (@lockbox-fleet)
+extends_documentation_fragment:
+  - lockbox.fleet.attributes
+attributes:
+  diff_mode:
+    description: The route list says what is served.
+    support: none
+options:
+  state_dir:
+    description: The host state directory holding the repository records.
+    type: path
+    default: /var/lib/rediacc/state
+  router_config:
+    description: The router settings file.
+    type: path
+    default: /etc/rediacc/router.json
+"""
+
+EXAMPLES = r"""
+- name: Routes now
+  lockbox.fleet.routes:
+  register: table
+
+- name: Every host name served
+  ansible.builtin.debug:
+    msg: "{{ table.routes | map(attribute='host') }}"
+"""
+
+RETURN = r"""
+routes:
+  description: The route table.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"host": "web.marketing.server-1.example.com", "upstream": "127.0.24.194:8080",
+            "repository": "marketing", "service": "web", "network_id": 6336, "address": "127.0.24.194"}]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.lockbox.fleet.plugins.module_utils import _module, _routes
+from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput
+from ansible_collections.lockbox.fleet.plugins.module_utils._state import DEFAULT_STATE_DIR
+
+
+def _sync(runner, params, check_mode):
+    settings = _routes.load_settings(params["router_config"])
+    if settings is None:
+        raise InvalidInput("%s does not exist: set the host up with the lockbox.fleet.router role first"
+                           % params["router_config"])
+    changed, table = _routes.sync(runner, params["state_dir"], settings, check_mode=check_mode)
+    return {"changed": changed, "routes": table}
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
+            router_config=dict(type="path", default=_routes.ROUTER_CONFIG),
+        ),
+        supports_check_mode=True,
+    )
+    _module.run(module, lambda runner: _sync(runner, module.params, module.check_mode))
+
+
+if __name__ == "__main__":
+    main()
