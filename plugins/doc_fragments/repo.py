@@ -28,6 +28,14 @@ options:
     default: /var/lib/rediacc/state
 """
 
+    NAME = r"""
+options:
+  name:
+    description: The repository, by name (a fork is C(<parent>:<tag>)).
+    type: str
+    required: true
+"""
+
     KEY = r"""
 options:
   key:

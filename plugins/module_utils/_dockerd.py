@@ -10,6 +10,7 @@ import time
 
 from ansible_collections.lockbox.fleet.plugins.module_utils import _findmnt, _loopback, _systemd
 from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput, LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._files import read_text, write_atomic
 from ansible_collections.lockbox.fleet.plugins.module_utils._plan import Action
 
 SOCKET_DIR = "/var/run/rediacc"
@@ -83,23 +84,6 @@ def docker_host(network_id):
     return "unix://" + socket_path(network_id)
 
 
-def _read(path):
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
-def _write(path, content, mode=0o644):
-    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    temporary = path + ".lockbox-tmp"
-    with open(temporary, "w") as handle:
-        handle.write(content)
-    os.chmod(temporary, mode)
-    os.replace(temporary, path)
-
-
 def server_version(runner, network_id):
     """The daemon's version when its API answers on the repository's socket, else None."""
     try:
@@ -132,7 +116,7 @@ class _Daemon:
         self.wanted_conf = render_config(self.mount, self.network_id)
         self.wanted_unit = unit_content(self.mount, self.network_id, self.conf)
         self.status = _systemd.unit_status(runner, self.unit)
-        self.current_conf, self.current_unit = _read(self.conf), _systemd.read_unit_file(self.unit)
+        self.current_conf, self.current_unit = read_text(self.conf), _systemd.read_unit_file(self.unit)
         self.actions = []
 
     def add(self, action, detail, apply):
@@ -144,7 +128,7 @@ class _Daemon:
     def plan_started(self):
         changed_files = False
         if self.current_conf != self.wanted_conf:
-            self.add("write-config", "write %s" % self.conf, lambda: _write(self.conf, self.wanted_conf))
+            self.add("write-config", "write %s" % self.conf, lambda: write_atomic(self.conf, self.wanted_conf))
             changed_files = True
         if self.current_unit != self.wanted_unit:
             self.add("write-unit", "write %s" % self.unit, lambda: (

@@ -312,28 +312,23 @@ def converge_network(runner, name, *, state, state_dir=_state.DEFAULT_STATE_DIR,
             "network": dict(describe_network(network_id, after), name=name)}
 
 
-def ensure_guard(runner, network_id, bpf=None):
-    """The repository's slice with its guard programs; True when something changed."""
-    bpf = bpf or _bpf.Bpf()
-    unit = repository_slice(network_id)
-    cgroup = CgroupPrograms(bpf, slice_cgroup(unit))
+def _ensure_slice_programs(runner, unit, programs, bpf):
+    cgroup = CgroupPrograms(bpf or _bpf.Bpf(), slice_cgroup(unit))
     changed = False
     if cgroup.observe() is None:
         _start_slice(runner, unit)
         changed = True
-    return cgroup.converge(repository_programs(network_id)) or changed
+    return cgroup.converge(programs) or changed
+
+
+def ensure_guard(runner, network_id, bpf=None):
+    """The repository's slice with its guard programs; True when something changed."""
+    return _ensure_slice_programs(runner, repository_slice(network_id), repository_programs(network_id), bpf)
 
 
 def converge_service(runner, network_id, slot, bpf=None):
     """The slice of one service with its rewrite programs (used by renet compose before up)."""
-    bpf = bpf or _bpf.Bpf()
-    unit = service_slice(network_id, slot)
-    cgroup = CgroupPrograms(bpf, slice_cgroup(unit))
-    changed = False
-    if cgroup.observe() is None:
-        _start_slice(runner, unit)
-        changed = True
-    return cgroup.converge(service_programs(network_id, slot)) or changed
+    return _ensure_slice_programs(runner, service_slice(network_id, slot), service_programs(network_id, slot), bpf)
 
 
 def removal_steps(runner, network_id, bpf=None):

@@ -17,6 +17,7 @@ import re
 
 from ansible_collections.lockbox.fleet.plugins.module_utils import _app, _dockerd, _state
 from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput, LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._files import read_text, write_if_changed
 
 ROUTER_CONFIG = "/etc/rediacc/router.json"
 DEFAULT_CADDY_ROUTES = "/etc/caddy/lockbox-routes.caddy"
@@ -106,22 +107,6 @@ def load_settings(path=ROUTER_CONFIG):
         raise LockboxError("%s is damaged: %s" % (path, exc)) from None
 
 
-def _write_if_changed(path, content):
-    try:
-        with open(path) as handle:
-            if handle.read() == content:
-                return False
-    except FileNotFoundError:
-        pass
-    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    temporary = path + ".lockbox-tmp"
-    with open(temporary, "w") as handle:
-        handle.write(content)
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, path)
-    return True
-
-
 def sync(runner, state_dir=_state.DEFAULT_STATE_DIR, settings=None, check_mode=False):
     """Write the route files when the table changed and reload Caddy; returns (changed, routes).
 
@@ -138,18 +123,11 @@ def sync(runner, state_dir=_state.DEFAULT_STATE_DIR, settings=None, check_mode=F
     if traefik_path:
         wanted[traefik_path] = render_traefik(routes)
     if check_mode:
-        return any(_read(p) != c for p, c in wanted.items()), routes
-    changed = {p for p, c in wanted.items() if _write_if_changed(p, c)}
+        return any(read_text(p) != c for p, c in wanted.items()), routes
+    changed = {p for p, c in wanted.items() if write_if_changed(p, c)}
     if caddy_path in changed and settings.get("reload_caddy", True):
         status = runner.run(["systemctl", "is-active", "caddy.service"], ok_rcs=(0, 3, 4)).stdout.strip()
         if status == "active":
             runner.run(["systemctl", "reload", "caddy.service"])
     return bool(changed), routes
 
-
-def _read(path):
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import posixpath
 
+from ansible_collections.lockbox.fleet.plugins.module_utils._files import read_text, write_atomic
 from ansible_collections.lockbox.fleet.plugins.module_utils._text import key_values
 
 UNIT_DIR = "/etc/systemd/system"
@@ -51,23 +52,11 @@ def unit_status(runner, unit):
 
 
 def read_unit_file(unit):
-    try:
-        with open(posixpath.join(UNIT_DIR, unit)) as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
+    return read_text(posixpath.join(UNIT_DIR, unit))
 
 
 def write_unit_file(unit, content):
-    """Write atomically so a crash never leaves half a unit file."""
-    path = posixpath.join(UNIT_DIR, unit)
-    temporary = path + ".lockbox-tmp"
-    with open(temporary, "w") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, path)
+    write_atomic(posixpath.join(UNIT_DIR, unit), content)
 
 
 def remove_unit_file(unit):

@@ -24,15 +24,12 @@ author:
   - lockbox.fleet developers (@lockbox-fleet)
 extends_documentation_fragment:
   - lockbox.fleet.attributes
+  - lockbox.fleet.repo.NAME
 attributes:
   diff_mode:
     description: The actions list says what changes.
     support: none
 options:
-  name:
-    description: The repository, by name (a fork is C(<parent>:<tag>)).
-    type: str
-    required: true
   state:
     description: Whether the slice and its programs are in place.
     type: str

@@ -23,15 +23,12 @@ author:
 extends_documentation_fragment:
   - lockbox.fleet.attributes
   - lockbox.fleet.repo
+  - lockbox.fleet.repo.NAME
 attributes:
   diff_mode:
     description: The actions list says what changes.
     support: none
 options:
-  name:
-    description: The repository, by name (a fork is C(<parent>:<tag>)).
-    type: str
-    required: true
   state:
     description: What the daemon should be.
     type: str
