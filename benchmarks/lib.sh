@@ -25,6 +25,7 @@ bench:
              ansible_ssh_private_key_file: $key, datastore_device: /dev/vdb}
 INV
   ansible-playbook -i "$run_dir/inventory.yml" playbooks/machine_setup.yml >/dev/null
+  # shellcheck disable=SC2016  # $d expands in the guest's shell, on purpose
   tar -C .build/collections --dereference -czf - ansible_collections/lockbox/fleet/plugins \
     | bench_ssh 'mkdir -p /opt/lockbox && tar -C /opt/lockbox -xzf - && cd /opt/lockbox &&
         for d in ansible_collections ansible_collections/lockbox ansible_collections/lockbox/fleet \
@@ -32,6 +33,7 @@ INV
 }
 
 bench_ssh() {
+  # shellcheck disable=SC2029  # the command is built here and run in the guest
   ssh "${ssh_opts[@]}" root@127.0.0.1 "$@"
 }
 

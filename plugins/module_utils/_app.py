@@ -249,6 +249,7 @@ CONTAINER_FIELDS = {
     "service": '(.Label "com.docker.compose.service")',
     "project_dir": '(.Label "com.docker.compose.project.working_dir")',
     "service_ip": '(.Label "rediacc.service_ip")', "service_port": '(.Label "rediacc.service_port")',
+    "network_id": '(.Label "rediacc.network_id")',
 }
 
 
@@ -301,17 +302,33 @@ def watchdog_pass(runner, socket_dir=_dockerd.SOCKET_DIR):
         except LockboxError:
             continue  # a daemon that is stopping or starting: next pass
         for container in found:
-            if not container["project_dir"] or not container["service"]:
+            # Containers a fork inherited from its parent carry the parent's networkId and slice:
+            # they are never started here (repo up removes them).
+            if not container["project_dir"] or not container["service"] or \
+                    container.get("network_id") != str(network_id):
                 continue
-            state = load_project_state(container["project_dir"])
-            if container["service"] in (state.get("stopped") or []):
-                continue
-            policy = (state.get("restart") or {}).get(container["service"])
-            if needs_restart(policy, container):
+            try:
+                state = load_project_state(container["project_dir"])
+                policy = (state.get("restart") or {}).get(container["service"])
+                if container["service"] in (state.get("stopped") or []) or not needs_restart(policy, container):
+                    continue
                 runner.run(["docker", "-H", _dockerd.docker_host(network_id), "start", container["id"]],
                            env=NO_DOCKER_CONFIG)
                 restarted.append({"network_id": network_id, "container": container["name"], "policy": policy})
+            except (LockboxError, OSError) as exc:
+                # One container that cannot start must not stop the watchdog for everyone else.
+                restarted.append({"network_id": network_id, "container": container["name"], "error": str(exc)})
     return restarted
+
+
+def remove_inherited(runner, repo, check_mode=False):
+    """Remove containers whose networkId is not this repository's (a fork inherits its parent's)."""
+    foreign = [c for c in containers(runner, repo.network_id)
+               if c.get("network_id") and c["network_id"] != str(repo.network_id)]
+    if foreign and not check_mode:
+        runner.run(["docker", "-H", _dockerd.docker_host(repo.network_id), "rm", "-f",
+                    *[c["id"] for c in foreign]], env=NO_DOCKER_CONFIG)
+    return [c["name"] for c in foreign]
 
 
 # ---------------------------------------------------------------------------------------
@@ -379,52 +396,78 @@ def info(runner, repo, environ):
     return {path: run_function(runner, repo, path, "info", environ) for path in rediaccfiles(repo.mount)}
 
 
+class _Lifecycle:
+    """One repo up or down: the steps of each layer, reported with the layer's name."""
+
+    def __init__(self, runner, layout, name, environ, check_mode):
+        self.runner, self.layout, self.name, self.check_mode = runner, layout, name, check_mode
+        self.environ = environ
+        self.record = _loopback.ready_record(layout.state_dir, name)
+        self.repo = Repository.from_record(layout, self.record)
+        self.actions, self.outputs = [], {}
+
+    def note(self, step, result):
+        self.actions.extend(dict(a, action="%s:%s" % (step, a["action"])) for a in result["actions"])
+
+    def add(self, action, detail):
+        self.actions.append({"action": action, "detail": detail})
+
+    def up(self, key):
+        from ansible_collections.lockbox.fleet.plugins.module_utils import _repo  # the volume layer
+        runner, layout, name, check_mode, repo = self.runner, self.layout, self.name, self.check_mode, self.repo
+        self.note("volume", _repo.converge_repo(layout, runner, name, state="opened", key=key, check_mode=check_mode))
+        self.note("network", _loopback.converge_network(runner, name, state="present", state_dir=layout.state_dir,
+                                                        check_mode=check_mode))
+        if check_mode and not os.path.ismount(repo.mount):
+            self.add("daemon:start", "start the repository's dockerd")
+            self.add("up", "run up() of every Rediaccfile")
+            return
+        self.note("daemon", _dockerd.converge_daemon(runner, layout, name, state="started", check_mode=check_mode))
+        inherited = remove_inherited(runner, repo, check_mode=check_mode) \
+            if _dockerd.server_version(runner, repo.network_id) else []
+        if inherited:
+            self.add("remove-inherited", "remove %d container(s) of another networkId (inherited from the "
+                     "parent): %s" % (len(inherited), ", ".join(inherited)))
+        changed, self.outputs = up(runner, repo, self.environ, check_mode=check_mode)
+        if changed:
+            self.add("up", "run up() of %d Rediaccfile(s)" % len(rediaccfiles(repo.mount)))
+
+    def down(self, unmount):
+        from ansible_collections.lockbox.fleet.plugins.module_utils import _repo  # the volume layer
+        if os.path.ismount(self.repo.mount):
+            changed, self.outputs = down(self.runner, self.repo, self.environ, check_mode=self.check_mode)
+            if changed:
+                self.add("down", "run down() of every Rediaccfile")
+            self.note("daemon", _dockerd.converge_daemon(self.runner, self.layout, self.name, state="stopped",
+                                                         check_mode=self.check_mode))
+        if unmount:
+            self.note("volume", _repo.converge_repo(self.layout, self.runner, self.name, state="closed",
+                                                    check_mode=self.check_mode))
+
+
 def converge_app(runner, layout, name, *, state, key=None, unmount=False, run_info=False, machine="",
                  base_domain="", check_mode=False, environ=None):
     """repo up (state=up) / repo down (state=down) of repository ``name``."""
-    from ansible_collections.lockbox.fleet.plugins.module_utils import _repo  # the volume layer
+    from ansible_collections.lockbox.fleet.plugins.module_utils import _routes
 
     if state not in ("up", "down"):
         raise InvalidInput("state must be up or down, got %r" % (state,))
-    environ = dict(os.environ if environ is None else environ)
-    record = _loopback.ready_record(layout.state_dir, name)
-    repo = Repository.from_record(layout, record)
-    actions, outputs = [], {}
-
-    def note(step, result):
-        actions.extend(dict(a, action="%s:%s" % (step, a["action"])) for a in result["actions"])
-
+    run = _Lifecycle(runner, layout, name, dict(os.environ if environ is None else environ), check_mode)
     if state == "up":
-        note("volume", _repo.converge_repo(layout, runner, name, state="opened", key=key, check_mode=check_mode))
-        note("network", _loopback.converge_network(runner, name, state="present", state_dir=layout.state_dir,
-                                                   check_mode=check_mode))
-        if check_mode and not os.path.ismount(repo.mount):
-            actions.append({"action": "daemon:start", "detail": "start the repository's dockerd"})
-            actions.append({"action": "up", "detail": "run up() of every Rediaccfile"})
-        else:
-            note("daemon", _dockerd.converge_daemon(runner, layout, name, state="started", check_mode=check_mode))
-            changed, outputs = up(runner, repo, environ, check_mode=check_mode)
-            if changed:
-                actions.append({"action": "up", "detail": "run up() of %d Rediaccfile(s)"
-                                % len(rediaccfiles(repo.mount))})
+        run.up(key)
     else:
-        if os.path.ismount(repo.mount):
-            changed, outputs = down(runner, repo, environ, check_mode=check_mode)
-            if changed:
-                actions.append({"action": "down", "detail": "run down() of every Rediaccfile"})
-            note("daemon", _dockerd.converge_daemon(runner, layout, name, state="stopped", check_mode=check_mode))
-        if unmount:
-            note("volume", _repo.converge_repo(layout, runner, name, state="closed", check_mode=check_mode))
-    found = containers(runner, repo.network_id) if state == "up" and not check_mode else []
+        run.down(unmount)
+    found = containers(runner, run.repo.network_id) if state == "up" and not check_mode else []
     # The router (if this host has one) follows at once, not at the watchdog's next pass.
-    from ansible_collections.lockbox.fleet.plugins.module_utils import _routes
     router = _routes.load_settings()
     if router and not check_mode:
         _routes.sync(runner, layout.state_dir, router)
     if router and not machine:
         machine, base_domain = router["machine"], router["base_domain"]
     if run_info and found:
-        outputs.update({"info:" + k: v for k, v in info(runner, repo, environ).items()})
+        run.outputs.update({"info:" + k: v for k, v in info(runner, run.repo, run.environ).items()})
+    record = run.record
     parent, tag = (record["parent"], record.get("tag")) if record.get("parent") else (None, None)
-    urls = routes_of(repo, found, machine, base_domain, parent=parent, tag=tag) if machine and base_domain else []
-    return {"changed": bool(actions), "actions": actions, "outputs": outputs, "containers": found, "urls": urls}
+    urls = routes_of(run.repo, found, machine, base_domain, parent=parent, tag=tag) if machine and base_domain else []
+    return {"changed": bool(run.actions), "actions": run.actions, "outputs": run.outputs, "containers": found,
+            "urls": urls}

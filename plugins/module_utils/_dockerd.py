@@ -184,11 +184,21 @@ def removal_steps(runner, network_id, config_dir=CONFIG_DIR):
     """(name, detail, apply) steps that stop and remove a repository's daemon (for repository delete)."""
     unit, conf = unit_name(network_id), config_path(network_id, config_dir)
     steps = []
+    sock = socket_path(network_id)
     if _systemd.unit_status(runner, unit)["active"]:
         steps.append(("stop-daemon", "stop %s" % unit, lambda: _systemd.systemctl(runner, "stop", unit)))
+    if steps or os.path.exists(sock):
+        steps.append(("remove-socket", "remove %s if the daemon left it" % sock, lambda: _unlink(sock)))
     if _systemd.read_unit_file(unit) is not None:
         steps.append(("remove-daemon-unit", "remove %s" % unit, lambda: (
             _systemd.remove_unit_file(unit), _systemd.systemctl(runner, "daemon-reload"))))
     if os.path.exists(conf):
         steps.append(("remove-daemon-config", "remove %s" % conf, lambda: os.unlink(conf)))
     return steps
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

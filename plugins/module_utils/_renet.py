@@ -59,8 +59,12 @@ def main(argv=None):
         if options.command == "watchdog":
             while True:
                 for event in _app.watchdog_pass(runner):
-                    _say("renet watchdog: started %(container)s (networkId %(network_id)d, restart: %(policy)s)"
-                         % event)
+                    if "error" in event:
+                        _say("renet watchdog: could not start %(container)s (networkId %(network_id)d): %(error)s"
+                             % event, sys.stderr)
+                    else:
+                        _say("renet watchdog: started %(container)s (networkId %(network_id)d, restart: %(policy)s)"
+                             % event)
                 try:
                     _routes.sync(runner, layout.state_dir)
                 except (LockboxError, OSError) as exc:

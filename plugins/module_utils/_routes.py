@@ -130,4 +130,3 @@ def sync(runner, state_dir=_state.DEFAULT_STATE_DIR, settings=None, check_mode=F
         if status == "active":
             runner.run(["systemctl", "reload", "caddy.service"])
     return bool(changed), routes
-

@@ -67,6 +67,9 @@ def test_fork_has_its_own_ips_and_daemon_and_cannot_reach_its_parent(host):
     fork, parent = record(host, "alpha:try"), record(host, "alpha")
     assert fork["network_id"] != parent["network_id"]
     assert host.service("rediacc-docker-%d" % fork["network_id"]).is_running
+    # Containers inherited from the parent (its networkId, its slices) were removed at up.
+    owners = host.check_output(docker(host, "alpha:try", "ps -a --format '{{.Label \"rediacc.network_id\"}}'"))
+    assert set(owners.split()) == {str(fork["network_id"])}
     fork_web = service_ip(host, "alpha:try", "web")
     assert fork_web != service_ip(host, "alpha", "web")
     # The fork ran its own up(): its page names the fork, served on the fork's own IP.
@@ -89,7 +92,10 @@ def test_restart_policy_is_stripped_and_the_watchdog_restarts(host):
         if state.startswith("running") and state.split()[1] != pid:
             break
     assert state.startswith("running") and state.split()[1] != pid
-    assert "started" in host.check_output("journalctl -u rediacc-watchdog --no-pager | tail -n 5")
+    name = host.check_output(docker(host, "beta", "inspect -f '{{.Name}}' %s" % web)).lstrip("/")
+    assert "renet watchdog: started %s" % name in host.check_output("journalctl -u rediacc-watchdog --no-pager")
+    # The watchdog never failed (a container it cannot start is reported, not fatal).
+    assert "Failed with result" not in host.check_output("journalctl -u rediacc-watchdog --no-pager")
 
 
 def mount(host, name):
