@@ -7,7 +7,7 @@ Used by the Molecule create/destroy playbooks, the demo and the benchmarks:
                                                boot a guest, wait for SSH, print its
                                                instance config as JSON
   testguest down NAME --run-dir DIR            stop the guest and delete its disks
-  testguest reap [--run-dir DIR]               kill every test guest (or those of DIR)
+  testguest reap [--run-dir DIR] [--name N]    kill every test guest (or those of DIR / named N)
 
 Each guest boots a throwaway qcow2 overlay on the cached pristine image, so every run
 starts clean. Acceleration: LOCKBOX_ACCEL=tcg (default here: nested KVM is unusable on
@@ -189,8 +189,8 @@ def down(args):
     return 0
 
 
-def tagged_qemu_pids(run_dir=None):
-    """Every qemu we started carries PROCESS_TAG in its argv."""
+def tagged_qemu_pids(run_dir=None, names=None):
+    """Every qemu we started carries PROCESS_TAG:<name> in its argv."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -203,12 +203,15 @@ def tagged_qemu_pids(run_dir=None):
             continue
         if run_dir and not any(str(run_dir) in a for a in text):
             continue
+        # qemu's "-name NAME,process=lockbox-testguest:NAME"
+        if names and not any(a.endswith("process=%s:%s" % (PROCESS_TAG, n)) for n in names for a in text):
+            continue
         yield int(proc.name)
 
 
 def reap(args):
     run_dir = Path(args.run_dir).resolve() if args.run_dir else None
-    pids = list(tagged_qemu_pids(run_dir))
+    pids = list(tagged_qemu_pids(run_dir, args.name))
     for pid in pids:
         stop_pid(pid, grace=3.0)
     print(json.dumps({"reaped": pids}))
@@ -232,7 +235,8 @@ def main(argv=None):
     p_down.add_argument("--run-dir", required=True)
     p_down.set_defaults(func=down)
     p_reap = sub.add_parser("reap")
-    p_reap.add_argument("--run-dir")
+    p_reap.add_argument("--run-dir", help="only guests whose disks are under this directory")
+    p_reap.add_argument("--name", action="append", help="only guests of this name (repeatable)")
     p_reap.set_defaults(func=reap)
     args = parser.parse_args(argv)
     return args.func(args)
