@@ -250,6 +250,7 @@ CONTAINER_FIELDS = {
     "project_dir": '(.Label "com.docker.compose.project.working_dir")',
     "service_ip": '(.Label "rediacc.service_ip")', "service_port": '(.Label "rediacc.service_port")',
     "network_id": '(.Label "rediacc.network_id")',
+    "tcp_ports": '(.Label "rediacc.tcp_ports")', "udp_ports": '(.Label "rediacc.udp_ports")',
 }
 
 

@@ -15,7 +15,7 @@ import json
 import os
 import re
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _app, _dockerd, _state
+from ansible_collections.lockbox.fleet.plugins.module_utils import _app, _dockerd, _nft, _state
 from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput, LockboxError
 from ansible_collections.lockbox.fleet.plugins.module_utils._files import read_text, write_if_changed
 
@@ -53,9 +53,8 @@ def _ports(value):
     return [int(p) for p in value.split(",")] if value and _PORTS.match(value) else []
 
 
-def route_table(runner, state_dir, machine, base_domain, socket_dir=_dockerd.SOCKET_DIR):
-    """Routes of every running container labelled rediacc.service_port, sorted by host."""
-    routes = []
+def _running_services(runner, state_dir, socket_dir):
+    """(record, container) for every running compose service of every ready repository's daemon."""
     for record in _state.HostState(state_dir).all():
         if record.get("status") != _state.READY:
             continue
@@ -66,15 +65,33 @@ def route_table(runner, state_dir, machine, base_domain, socket_dir=_dockerd.SOC
         except LockboxError:
             continue  # a daemon starting or stopping: the next pass picks it up
         for container in found:
-            port = _ports(container.get("service_port"))
-            if container["state"] != "running" or not container.get("service") or not container.get("service_ip"):
-                continue
-            route = {"repository": record["name"], "service": container["service"],
-                     "network_id": record["network_id"], "address": container["service_ip"]}
-            if port:
-                routes.append(dict(route, host=route_host(container["service"], record, machine, base_domain),
-                                   upstream="%s:%d" % (container["service_ip"], port[0])))
-    return sorted(routes, key=lambda r: r["host"])
+            if container["state"] == "running" and container.get("service") and container.get("service_ip") \
+                    and container.get("network_id") == str(record["network_id"]):
+                yield record, container
+
+
+def route_table(runner, state_dir, machine, base_domain, socket_dir=_dockerd.SOCKET_DIR):
+    """(HTTP routes sorted by host, TCP/UDP forwards sorted by port, forwards refused for a port already taken)."""
+    routes, claims = [], []
+    for record, container in _running_services(runner, state_dir, socket_dir):
+        base = {"repository": record["name"], "service": container["service"], "network_id": record["network_id"],
+                "address": container["service_ip"]}
+        port = _ports(container.get("service_port"))
+        if port:
+            routes.append(dict(base, host=route_host(container["service"], record, machine, base_domain),
+                               upstream="%s:%d" % (container["service_ip"], port[0])))
+        for protocol in ("tcp", "udp"):
+            claims += [dict(base, protocol=protocol, port=p) for p in _ports(container.get("%s_ports" % protocol))]
+    forwards, conflicts, taken = [], [], {}
+    # A host port goes to one service: the first repository by name keeps it.
+    for claim in sorted(claims, key=lambda c: (c["protocol"], c["port"], c["repository"], c["service"])):
+        key = (claim["protocol"], claim["port"])
+        if key in taken:
+            conflicts.append(dict(claim, taken_by=taken[key]))
+        else:
+            taken[key] = "%s/%s" % (claim["repository"], claim["service"])
+            forwards.append(claim)
+    return sorted(routes, key=lambda r: r["host"]), forwards, conflicts
 
 
 def render_caddy(routes, tls="internal"):
@@ -87,14 +104,28 @@ def render_caddy(routes, tls="internal"):
     return "\n".join(lines)
 
 
-def render_traefik(routes):
-    """Traefik file-provider dynamic configuration (JSON is YAML, which Traefik reads)."""
+def render_traefik(routes, forwards=()):
+    """Traefik file-provider dynamic configuration (JSON is YAML, which Traefik reads).
+
+    TCP/UDP forwards use entry points named ``tcp-<port>`` / ``udp-<port>``, which the
+    Traefik static configuration has to define.
+    """
     routers, services = {}, {}
     for route in routes:
         name = route["host"].replace(".", "-")
         routers[name] = {"rule": "Host(`%s`)" % route["host"], "service": name, "tls": {}}
         services[name] = {"loadBalancer": {"servers": [{"url": "http://%s" % route["upstream"]}]}}
-    return json.dumps({"http": {"routers": routers, "services": services}}, indent=2, sort_keys=True) + "\n"
+    config = {"http": {"routers": routers, "services": services}}
+    for forward in forwards:
+        protocol, entry = forward["protocol"], "%s-%d" % (forward["protocol"], forward["port"])
+        section = config.setdefault(protocol, {"routers": {}, "services": {}})
+        router = {"entryPoints": [entry], "service": entry}
+        if protocol == "tcp":
+            router["rule"] = "HostSNI(`*`)"
+        section["routers"][entry] = router
+        section["services"][entry] = {"loadBalancer": {"servers": [
+            {"address": "%s:%d" % (forward["address"], forward["port"])}]}}
+    return json.dumps(config, indent=2, sort_keys=True) + "\n"
 
 
 def load_settings(path=ROUTER_CONFIG):
@@ -108,25 +139,30 @@ def load_settings(path=ROUTER_CONFIG):
 
 
 def sync(runner, state_dir=_state.DEFAULT_STATE_DIR, settings=None, check_mode=False):
-    """Write the route files when the table changed and reload Caddy; returns (changed, routes).
+    """Write the route files and forward rules when the table changed, reload Caddy; returns (changed, table).
 
     Without router settings (no router role on this host) there is nothing to do.
     """
     settings = settings if settings is not None else load_settings()
     if not settings:
-        return False, []
+        return False, {"routes": [], "forwards": [], "conflicts": []}
     check_router_settings(settings.get("machine"), settings.get("base_domain"))
-    routes = route_table(runner, state_dir, settings["machine"], settings["base_domain"])
+    routes, forwards, conflicts = route_table(runner, state_dir, settings["machine"], settings["base_domain"])
     caddy_path = settings.get("caddy_routes") or DEFAULT_CADDY_ROUTES
     traefik_path = settings.get("traefik_routes")
     wanted = {caddy_path: render_caddy(routes, settings.get("tls", "internal"))}
     if traefik_path:
-        wanted[traefik_path] = render_traefik(routes)
+        wanted[traefik_path] = render_traefik(routes, forwards)
+    table = {"routes": routes, "forwards": forwards, "conflicts": conflicts}
+    ruleset = _nft.forward_ruleset(forwards) if settings.get("forward", True) else None
     if check_mode:
-        return any(read_text(p) != c for p, c in wanted.items()), routes
+        return any(read_text(p) != c for p, c in wanted.items()) or (
+            ruleset is not None and read_text(_nft.APPLIED) != ruleset), table
     changed = {p for p, c in wanted.items() if write_if_changed(p, c)}
+    if ruleset is not None and _nft.apply_forwards(runner, ruleset):
+        changed.add(_nft.APPLIED)
     if caddy_path in changed and settings.get("reload_caddy", True):
         status = runner.run(["systemctl", "is-active", "caddy.service"], ok_rcs=(0, 3, 4)).stdout.strip()
         if status == "active":
             runner.run(["systemctl", "reload", "caddy.service"])
-    return bool(changed), routes
+    return bool(changed), table

@@ -14,6 +14,10 @@ description:
     C({service}-fork-{tag}.{parent}.{machine}.{base_domain}).
   - Writes the table as a Caddyfile fragment (the embedded router; Caddy is reloaded when it changed)
     and, when configured, as a Traefik file-provider configuration.
+  - Ports listed in C(rediacc.tcp_ports) / C(rediacc.udp_ports) are forwarded from the host's
+    interfaces to the service by nftables DNAT (table C(ip lockbox_forward)); a port already forwarded
+    for another service is reported in RV(conflicts) and not forwarded. Loopback stays unreachable
+    from outside for everything else.
   - Reads the router settings written by the C(lockbox.fleet.router) role (C(/etc/rediacc/router.json)).
     The host's watchdog runs the same synchronisation every few seconds, and C(repo up) runs it at once.
 author:
@@ -46,6 +50,17 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+forwards:
+  description: TCP/UDP ports forwarded from the host's interfaces to a service.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"protocol": "tcp", "port": 5432, "address": "127.0.24.195", "repository": "marketing", "service": "db"}]
+conflicts:
+  description: Forwards not made because another service already has the host port (C(taken_by)).
+  returned: always
+  type: list
+  elements: dict
 routes:
   description: The route table.
   returned: always
@@ -68,7 +83,7 @@ def _sync(runner, params, check_mode):
         raise InvalidInput("%s does not exist: set the host up with the lockbox.fleet.router role first"
                            % params["router_config"])
     changed, table = _routes.sync(runner, params["state_dir"], settings, check_mode=check_mode)
-    return {"changed": changed, "routes": table}
+    return dict(table, changed=changed)
 
 
 def main():

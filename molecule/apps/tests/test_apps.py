@@ -154,3 +154,24 @@ def test_traefik_file_has_the_same_routes(host):
                      "Host(`web.beta.fleet-b.test.lan`)"]
     upstreams = {s["loadBalancer"]["servers"][0]["url"] for s in config["http"]["services"].values()}
     assert "http://%s:8080" % service_ip(host, "beta", "web") in upstreams
+
+
+OUTSIDE = ("ip netns add lbx-outside && ip link add lbx-out0 type veth peer name lbx-out1 netns lbx-outside && "
+           "ip addr add 192.0.2.1/24 dev lbx-out0 && ip link set lbx-out0 up && "
+           "ip -n lbx-outside addr add 192.0.2.2/24 dev lbx-out1 && ip -n lbx-outside link set lbx-out1 up")
+
+
+def test_tcp_port_is_forwarded_from_outside_to_the_first_claimant(host):
+    """A client behind a veth pair (a real interface, not lo) reaches alpha's web on host port 8080."""
+    host.run("ip netns del lbx-outside; ip link del lbx-out0")
+    host.run_expect([0], OUTSIDE)
+    try:
+        out = host.run("ip netns exec lbx-outside curl -sS --max-time 10 http://192.0.2.1:8080/")
+        assert out.rc == 0 and record(host, "alpha")["guid"] in out.stdout, out.stderr
+    finally:
+        host.run("ip netns del lbx-outside; ip link del lbx-out0")
+    ruleset = host.check_output("nft list table ip lockbox_forward")
+    assert "tcp dport 8080 dnat to %s:8080" % service_ip(host, "alpha", "web") in ruleset
+    assert "udp dport 5353 dnat to %s:5353" % service_ip(host, "alpha", "client") in ruleset
+    assert "ip daddr 127.0.0.0/8 drop" in ruleset
+    assert ruleset.count("dport 8080") == 1  # beta and the fork claim 8080 too: alpha keeps it

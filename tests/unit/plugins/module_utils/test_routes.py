@@ -47,3 +47,43 @@ def test_ports_label_parsing():
     assert _routes._ports("5432, 3306") == [5432, 3306]
     assert _routes._ports("http") == []
     assert _routes._ports(None) == []
+
+
+def test_forward_ruleset_dnats_declared_ports_and_guards_loopback():
+    from ansible_collections.lockbox.fleet.plugins.module_utils import _nft
+    text = _nft.forward_ruleset([{"protocol": "tcp", "port": 5432, "address": "127.0.24.195"},
+                                 {"protocol": "udp", "port": 53, "address": "127.0.24.196"}])
+    assert text.startswith("table ip lockbox_forward\ndelete table ip lockbox_forward\n")
+    assert '\t\tiifname != "lo" tcp dport 5432 dnat to 127.0.24.195:5432\n' in text
+    assert '\t\tiifname != "lo" udp dport 53 dnat to 127.0.24.196:53\n' in text
+    assert text.index("ct status dnat accept") < text.index("ip daddr 127.0.0.0/8 drop")
+
+
+def test_forward_ruleset_is_loaded_once(tmp_path, fake_runner):
+    from ansible_collections.lockbox.fleet.plugins.module_utils import _nft
+    ruleset = _nft.forward_ruleset([{"protocol": "tcp", "port": 5432, "address": "127.0.24.195"}])
+    localnet = tmp_path / "route_localnet"
+    localnet.write_text("0\n")
+    applied = str(tmp_path / "run" / "forward.nft")
+    assert _nft.apply_forwards(fake_runner, ruleset, applied, str(localnet)) is True
+    assert fake_runner.calls == [["nft", "-f", "-"]] and fake_runner.stdins == [ruleset.encode()]
+    assert localnet.read_text() == "1\n"
+    assert _nft.apply_forwards(fake_runner, ruleset, applied, str(localnet)) is False
+    assert len(fake_runner.calls) == 1
+
+
+def test_a_host_port_goes_to_the_first_repository_by_name(monkeypatch):
+    services = [({"name": "beta", "network_id": 2880}, {"service": "web", "service_ip": "127.0.11.66",
+                                                       "service_port": "8080", "tcp_ports": "8080"}),
+                ({"name": "alpha", "network_id": 2816}, {"service": "web", "service_ip": "127.0.11.2",
+                                                        "service_port": None, "tcp_ports": "8080,9000",
+                                                        "udp_ports": "53"})]
+    monkeypatch.setattr(_routes, "_running_services", lambda *a: iter(services))
+    routes, forwards, conflicts = _routes.route_table(None, "/state", "m", "example.com")
+    assert [r["host"] for r in routes] == ["web.beta.m.example.com"]
+    assert [(f["protocol"], f["port"], f["repository"]) for f in forwards] == \
+        [("tcp", 8080, "alpha"), ("tcp", 9000, "alpha"), ("udp", 53, "alpha")]
+    assert conflicts[0]["repository"] == "beta" and conflicts[0]["taken_by"] == "alpha/web"
+    traefik = json.loads(_routes.render_traefik(routes, forwards))
+    assert traefik["tcp"]["routers"]["tcp-8080"]["rule"] == "HostSNI(`*`)"
+    assert traefik["udp"]["services"]["udp-53"]["loadBalancer"]["servers"] == [{"address": "127.0.11.2:53"}]
