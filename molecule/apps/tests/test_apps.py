@@ -156,7 +156,11 @@ def test_traefik_file_has_the_same_routes(host):
     assert "http://%s:8080" % service_ip(host, "beta", "web") in upstreams
 
 
-OUTSIDE = ("ip netns add lbx-outside && ip link add lbx-out0 type veth peer name lbx-out1 netns lbx-outside && "
+# systemd-networkd would take the veth over (the guest's .network matches every ether link): unmanage it first.
+UNMANAGED = "/run/systemd/network/00-lbx-outside.network"
+OUTSIDE = ("printf '[Match]\\nName=lbx-*\\n\\n[Link]\\nUnmanaged=yes\\n' > %s && (networkctl reload || true) && sleep 1 && "
+           "ip netns add lbx-outside && ip link add lbx-out0 type veth peer name lbx-out1 netns lbx-outside && "
+           % UNMANAGED +
            "ip addr add 192.0.2.1/24 dev lbx-out0 && ip link set lbx-out0 up && "
            "ip -n lbx-outside addr add 192.0.2.2/24 dev lbx-out1 && ip -n lbx-outside link set lbx-out1 up")
 
@@ -169,7 +173,7 @@ def test_tcp_port_is_forwarded_from_outside_to_the_first_claimant(host):
         out = host.run("ip netns exec lbx-outside curl -sS --max-time 10 http://192.0.2.1:8080/")
         assert out.rc == 0 and record(host, "alpha")["guid"] in out.stdout, out.stderr
     finally:
-        host.run("ip netns del lbx-outside; ip link del lbx-out0")
+        host.run("ip netns del lbx-outside; ip link del lbx-out0; rm -f %s; networkctl reload" % UNMANAGED)
     ruleset = host.check_output("nft list table ip lockbox_forward")
     assert "tcp dport 8080 dnat to %s:8080" % service_ip(host, "alpha", "web") in ruleset
     assert "udp dport 5353 dnat to %s:5353" % service_ip(host, "alpha", "client") in ruleset
