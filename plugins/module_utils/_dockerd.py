@@ -40,6 +40,9 @@ def daemon_config(mount, network_id, socket_dir=SOCKET_DIR):
         "ip-masq": False,
         "experimental": True,
         "live-restore": False,
+        # Containers get time to stop before dockerd gives up on them (the default 15 s is
+        # short on a loaded host, and a forced shutdown leaves their mounts behind).
+        "shutdown-timeout": 60,
         "exec-opts": ["native.cgroupdriver=systemd"],
         # Its containers live in the repository's slice, where loopback_net's guard applies.
         "cgroup-parent": _loopback.repository_slice(network_id),
@@ -71,6 +74,7 @@ def unit_content(mount, network_id, config_path):
         "KillMode=process",
         "Restart=on-failure",
         "TimeoutStartSec=120",
+        "TimeoutStopSec=120",
         "LimitNOFILE=1048576",
         "",
     ])

@@ -219,8 +219,9 @@ class Operation:
     def plan_close(self, observed):
         layout, runner, guid = self.layout, self.runner, observed.guid
         if observed.mount:
-            self.add("unmount", "unmount %s" % layout.mount(guid),
-                     lambda: runner.run(["umount", layout.mount(guid)]))
+            # Recursive: a daemon that was force-stopped can leave its overlay mounts beneath.
+            self.add("unmount", "unmount %s (and anything mounted beneath it)" % layout.mount(guid),
+                     lambda: runner.run(["umount", "--recursive", layout.mount(guid)]))
         if observed.mapper:
             self.add("close", "close %s" % layout.mapper(guid),
                      lambda: _cryptsetup.luks_close(runner, layout.mapper(guid)))
