@@ -158,7 +158,8 @@ def test_traefik_file_has_the_same_routes(host):
 
 # systemd-networkd would take the veth over (the guest's .network matches every ether link): unmanage it first.
 UNMANAGED = "/run/systemd/network/00-lbx-outside.network"
-OUTSIDE = ("printf '[Match]\\nName=lbx-*\\n\\n[Link]\\nUnmanaged=yes\\n' > %s && (networkctl reload || true) && sleep 1 && "
+OUTSIDE = ("printf '[Match]\\nName=lbx-*\\n\\n[Link]\\nUnmanaged=yes\\n' > %s && "
+           "(networkctl reload || true) && sleep 1 && "
            "ip netns add lbx-outside && ip link add lbx-out0 type veth peer name lbx-out1 netns lbx-outside && "
            % UNMANAGED +
            "ip addr add 192.0.2.1/24 dev lbx-out0 && ip link set lbx-out0 up && "

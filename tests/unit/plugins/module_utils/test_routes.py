@@ -73,11 +73,10 @@ def test_forward_ruleset_is_loaded_once(tmp_path, fake_runner):
 
 
 def test_a_host_port_goes_to_the_first_repository_by_name(monkeypatch):
-    services = [({"name": "beta", "network_id": 2880}, {"service": "web", "service_ip": "127.0.11.66",
-                                                       "service_port": "8080", "tcp_ports": "8080"}),
-                ({"name": "alpha", "network_id": 2816}, {"service": "web", "service_ip": "127.0.11.2",
-                                                        "service_port": None, "tcp_ports": "8080,9000",
-                                                        "udp_ports": "53"})]
+    beta_web = {"service": "web", "service_ip": "127.0.11.66", "service_port": "8080", "tcp_ports": "8080"}
+    alpha_web = {"service": "web", "service_ip": "127.0.11.2", "service_port": None, "tcp_ports": "8080,9000",
+                 "udp_ports": "53"}
+    services = [({"name": "beta", "network_id": 2880}, beta_web), ({"name": "alpha", "network_id": 2816}, alpha_web)]
     monkeypatch.setattr(_routes, "_running_services", lambda *a: iter(services))
     routes, forwards, conflicts = _routes.route_table(None, "/state", "m", "example.com")
     assert [r["host"] for r in routes] == ["web.beta.m.example.com"]
