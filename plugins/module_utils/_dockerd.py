@@ -149,13 +149,9 @@ class _Daemon:
                      self.systemctl("restart", self.unit))
 
     def plan_stopped(self, remove):
-        if self.status["active"]:
-            self.add("stop", "stop %s (its containers stop with it)" % self.unit, self.systemctl("stop", self.unit))
-        if remove and self.current_unit is not None:
-            self.add("remove-unit", "remove %s" % self.unit, lambda: (
-                _systemd.remove_unit_file(self.unit), self.systemctl("daemon-reload")()))
-        if remove and self.current_conf is not None:
-            self.add("remove-config", "remove %s" % self.conf, lambda: os.unlink(self.conf))
+        for step in _stop_steps(self.runner, self.network_id, self.conf, active=self.status["active"], remove=remove,
+                                names=("stop", "remove-unit", "remove-config")):
+            self.add(*step)
 
 
 def converge_daemon(runner, layout, name, *, state, check_mode=False, config_dir=CONFIG_DIR):
@@ -184,20 +180,31 @@ def converge_daemon(runner, layout, name, *, state, check_mode=False, config_dir
                        "active": active, "version": version}}
 
 
-def removal_steps(runner, network_id, config_dir=CONFIG_DIR):
-    """(name, detail, apply) steps that stop and remove a repository's daemon (for repository delete)."""
-    unit, conf = unit_name(network_id), config_path(network_id, config_dir)
+def _stop_steps(runner, network_id, conf, *, active, remove, names):
+    """(name, detail, apply) steps that stop a daemon and, with ``remove``, delete its unit and config."""
+    unit = unit_name(network_id)
+    stop, remove_unit, remove_config = names
     steps = []
-    sock = socket_path(network_id)
-    if _systemd.unit_status(runner, unit)["active"]:
-        steps.append(("stop-daemon", "stop %s" % unit, lambda: _systemd.systemctl(runner, "stop", unit)))
-    if steps or os.path.exists(sock):
-        steps.append(("remove-socket", "remove %s if the daemon left it" % sock, lambda: _unlink(sock)))
-    if _systemd.read_unit_file(unit) is not None:
-        steps.append(("remove-daemon-unit", "remove %s" % unit, lambda: (
+    if active:
+        steps.append((stop, "stop %s (its containers stop with it)" % unit,
+                      lambda: _systemd.systemctl(runner, "stop", unit)))
+    if remove and _systemd.read_unit_file(unit) is not None:
+        steps.append((remove_unit, "remove %s" % unit, lambda: (
             _systemd.remove_unit_file(unit), _systemd.systemctl(runner, "daemon-reload"))))
-    if os.path.exists(conf):
-        steps.append(("remove-daemon-config", "remove %s" % conf, lambda: os.unlink(conf)))
+    if remove and os.path.exists(conf):
+        steps.append((remove_config, "remove %s" % conf, lambda: os.unlink(conf)))
+    return steps
+
+
+def removal_steps(runner, network_id, config_dir=CONFIG_DIR):
+    """The steps of repository delete: stop and remove the daemon, and its socket if it left one."""
+    active = _systemd.unit_status(runner, unit_name(network_id))["active"]
+    steps = _stop_steps(runner, network_id, config_path(network_id, config_dir), active=active, remove=True,
+                        names=("stop-daemon", "remove-daemon-unit", "remove-daemon-config"))
+    sock = socket_path(network_id)
+    if active or os.path.exists(sock):
+        steps.insert(1 if active else 0, ("remove-socket", "remove %s if the daemon left it" % sock,
+                                          lambda: _unlink(sock)))
     return steps
 
 

@@ -299,7 +299,8 @@ def converge_network(runner, name, *, state, state_dir=_state.DEFAULT_STATE_DIR,
         programs = repository_programs(network_id)
         if observed is None:
             actions.append(Action("start-slice", "start %s" % repo_slice, lambda: _start_slice(runner, repo_slice)))
-        if not in_sync(observed, cgroup.wanted_tags(programs)):
+        # Loading the programs to learn their tags is only needed when some are attached already.
+        if observed is None or not in_sync(observed, cgroup.wanted_tags(programs)):
             actions.append(Action("attach", "attach the guard programs of %s to %s" % (subnet(network_id), repo_slice),
                                   lambda: cgroup.converge(programs)))
     else:
