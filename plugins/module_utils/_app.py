@@ -10,13 +10,15 @@ is written to ``.rediacc/compose.json`` beside it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
 import subprocess
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _compose, _dockerd, _loopback, _state
+from ansible_collections.lockbox.fleet.plugins.module_utils import _compose, _dockerd, _isolation, _loopback, _state
 from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput, LockboxError
 
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
@@ -24,13 +26,17 @@ STATE_FILE = ".rediacc.json"
 RENDERED = ".rediacc/compose.json"
 REDIACCFILE = "Rediaccfile"
 UP_STAMP = ".rediacc/up.json"
+# One table of service IPs for the whole repository: a service name keeps its IP in every
+# project of the repository and for the repository's life (forks inherit it).
+SLOTS_FILE = ".rediacc/services.json"
+# Rediaccfiles and compose files are looked for this many directory levels below the root.
+MAX_DEPTH = 4
 # docker compose options that come before the subcommand and take a value
 GLOBAL_WITH_VALUE = frozenset(("-f", "--file", "-p", "--project-name", "--env-file", "--profile",
                                "--project-directory", "--ansi", "--progress", "--parallel"))
 CREATING = frozenset(("up", "run", "create", "start", "restart"))
 STOPPING = frozenset(("stop", "down", "kill", "pause", "rm"))
 NO_DOCKER_CONFIG = {"DOCKER_CONFIG": "/nonexistent"}
-_SERVICE_KEY = re.compile(r"^(\s+)([A-Za-z0-9._-]+|\"[^\"]+\"|'[^']+')\s*:")
 
 
 def split_compose_args(args):
@@ -64,33 +70,31 @@ def compose_files(project_dir, global_args):
     return [os.path.join(project_dir, n) for n in COMPOSE_FILES if os.path.isfile(os.path.join(project_dir, n))][:1]
 
 
-def service_order(text):
-    """Service names in the order a block-style compose file lists them (empty if none found)."""
-    names, indent, inside = [], None, False
-    for line in text.splitlines():
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        if not line[0].isspace():
-            inside = stripped.startswith("services:") and stripped[len("services:"):].strip() == ""
-            indent = None
-            continue
-        match = _SERVICE_KEY.match(line) if inside else None
-        if match and (indent is None or len(match.group(1)) == indent):
-            indent = len(match.group(1))
-            names.append(match.group(2).strip("\"'"))
-    return names
+def _load_yaml(path):
+    try:
+        import yaml
+    except ImportError:
+        raise LockboxError("python3-yaml is required on the host (the lockbox.fleet.machine role installs it)") \
+            from None
+    try:
+        with open(path) as handle:
+            return yaml.safe_load(handle)
+    except (OSError, yaml.YAMLError):
+        return None  # docker compose reports a broken file itself, with a better message
+
+
+def service_order(path):
+    """Service names in the order a compose file lists them (PyYAML keeps mapping order)."""
+    document = _load_yaml(path)
+    services = document.get("services") if isinstance(document, dict) else None
+    return [str(name) for name in services] if isinstance(services, dict) else []
 
 
 def ordered_services(files, services):
     """``services`` (as compose reports them) in file order; any the files do not show come last."""
     order = []
     for path in files:
-        try:
-            with open(path) as handle:
-                order += [n for n in service_order(handle.read()) if n in services and n not in order]
-        except OSError:
-            pass
+        order += [n for n in service_order(path) if n in services and n not in order]
     return order + sorted(s for s in services if s not in order)
 
 
@@ -108,13 +112,16 @@ def load_project_state(project_dir):
         raise LockboxError("%s is damaged: %s" % (os.path.join(project_dir, STATE_FILE), exc)) from None
 
 
-def save_project_state(project_dir, state):
-    path = os.path.join(project_dir, STATE_FILE)
+def save_json(path, content):
     temporary = path + ".tmp"
     with open(temporary, "w") as handle:
-        json.dump(state, handle, indent=2, sort_keys=True)
+        json.dump(content, handle, indent=2, sort_keys=True)
         handle.write("\n")
     os.replace(temporary, path)
+
+
+def save_project_state(project_dir, state):
+    save_json(os.path.join(project_dir, STATE_FILE), state)
 
 
 class Repository:
@@ -144,13 +151,43 @@ def repository_for(layout, environ, cwd):
                        "(REDIACC_NETWORK_ID is %s)" % (network_id or "unset"))
 
 
+@contextlib.contextmanager
+def _slot_table(mount):
+    """The repository's service table, locked against a concurrent renet compose."""
+    path = os.path.join(mount, SLOTS_FILE)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    with open(path + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with open(path) as handle:
+                table = json.load(handle).get("slots") or {}
+        except FileNotFoundError:
+            table = {}
+        except ValueError as exc:
+            raise LockboxError("%s is damaged: %s" % (path, exc)) from None
+        before = dict(table)
+        yield table
+        if table != before:
+            save_json(path, {"slots": table})
+
+
+def claim_slots(mount, names, recorded=None):
+    """Slots of ``names`` (claimed in this order when new) in the repository's table; the whole table."""
+    with _slot_table(mount) as table:
+        for name, slot in (recorded or {}).items():  # projects composed before the table existed
+            if name not in table and slot not in table.values():
+                table[name] = slot
+        table.update(_compose.assign_slots(list(table) + [n for n in names if n not in table], table))
+        return dict(table)
+
+
 def plan_slots(runner, repo, project_dir, global_args, environ):
-    """Services of a project in compose order with their slots (recorded slots are kept)."""
+    """Services of a project in compose order with their repository-wide slots."""
     env = dict(environ, **repo.environment())
     out = runner.run(["docker", "compose", *global_args, "config", "--services"], env=env, cwd=project_dir).stdout
     ordered = ordered_services(compose_files(project_dir, global_args), [s for s in out.split() if s])
-    recorded = load_project_state(project_dir).get("slots") or {}
-    return _compose.assign_slots(ordered, recorded)
+    table = claim_slots(repo.mount, ordered, load_project_state(project_dir).get("slots"))
+    return {name: table[name] for name in ordered}
 
 
 def service_environment(repo, slots):
@@ -167,7 +204,8 @@ def render(runner, repo, project_dir, global_args, environ, *, unsafe):
         model = json.loads(text)
     except ValueError as exc:
         raise LockboxError("docker compose config printed no JSON: %s" % exc) from None
-    out, slots, restart = _compose.rewrite(model, repo.network_id, slots, unsafe=unsafe)
+    out, slots, restart = _compose.rewrite(model, repo.network_id, slots, mount=repo.mount,
+                                           project_dir=project_dir, unsafe=unsafe)
     for name, service in out["services"].items():
         # The service's slice: where its address rewrite applies (see _loopback).
         service["cgroup_parent"] = _loopback.service_slice(repo.network_id, slots[name])
@@ -185,13 +223,17 @@ def compose(runner, layout, args, environ, cwd, *, unsafe=False, exec_=subproces
     # Hostile settings are refused where containers are made; down/stop of such a project still work.
     model, slots, restart, env = render(runner, repo, project_dir, global_args, environ,
                                         unsafe=unsafe or not creating)
-    stopped = set(load_project_state(project_dir).get("stopped") or [])
+    previous = load_project_state(project_dir)
+    stopped = set(previous.get("stopped") or [])
+    restarts = dict(previous.get("restarts") or {})
     named = [c for c in command[1:] if not c.startswith("-")]
     if creating:
         _loopback.ensure_guard(runner, repo.network_id)
         for slot in sorted(set(slots.values())):
             _loopback.converge_service(runner, repo.network_id, slot)
         stopped -= set(named or slots)
+        for service in named or slots:
+            restarts.pop(service, None)  # on-failure:N counts again from here
     elif subcommand in STOPPING:
         # Deliberately stopped: the watchdog leaves these alone until the next up/start.
         stopped |= set(named or slots)
@@ -200,7 +242,8 @@ def compose(runner, layout, args, environ, cwd, *, unsafe=False, exec_=subproces
     with open(rendered, "w") as handle:
         json.dump(model, handle, indent=2, sort_keys=True)
     save_project_state(project_dir, {"network_id": repo.network_id, "project": model.get("name"),
-                                     "slots": slots, "restart": restart, "stopped": sorted(stopped)})
+                                     "slots": slots, "restart": restart, "stopped": sorted(stopped),
+                                     "restarts": restarts})
     argv = ["docker", "compose", "-p", model.get("name") or os.path.basename(project_dir), "-f", rendered,
             "--project-directory", project_dir, *command]
     return exec_(argv, env=env, cwd=project_dir)
@@ -210,37 +253,90 @@ def compose(runner, layout, args, environ, cwd, *, unsafe=False, exec_=subproces
 # Rediaccfile lifecycle
 
 
-def rediaccfiles(mount):
-    """Every Rediaccfile of the repository (its root and one level of subdirectories), sorted."""
-    found = [os.path.join(mount, REDIACCFILE)] if os.path.isfile(os.path.join(mount, REDIACCFILE)) else []
+def _walk(mount):
+    """(directory, file names) of the repository, parents before children, siblings sorted.
+
+    Hidden directories (the repository's .rediacc with the daemon's data-root among them) and
+    anything deeper than MAX_DEPTH are skipped; symbolic links to directories are not followed.
+    """
+    root_depth = mount.rstrip("/").count("/")
+    for directory, subdirs, files in os.walk(mount):
+        depth = directory.rstrip("/").count("/") - root_depth
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".")) if depth < MAX_DEPTH else []
+        yield directory, sorted(files)
+
+
+def _regular(path):
     try:
-        entries = sorted(os.listdir(mount))
-    except FileNotFoundError:
-        return found
-    return found + [os.path.join(mount, e, REDIACCFILE) for e in entries
-                    if not e.startswith(".") and os.path.isfile(os.path.join(mount, e, REDIACCFILE))]
+        return os.stat(path, follow_symlinks=False).st_mode & 0o170000 == 0o100000
+    except OSError:
+        return False
 
 
-def run_function(runner, repo, rediaccfile, function, environ):
-    """Source the Rediaccfile in its directory with REDIACC_*, DOCKER_HOST and {SVC}_IP set; call ``function``."""
+def rediaccfiles(mount):
+    """Every Rediaccfile of the repository, in walk order: up() runs in this order, down() in reverse."""
+    found = []
+    for directory, files in _walk(mount):
+        if REDIACCFILE in files:
+            path = os.path.join(directory, REDIACCFILE)
+            if not _regular(path):
+                raise InvalidInput("%s is not a regular file (a symbolic link?): a Rediaccfile must be a file of "
+                                   "the repository itself" % path)
+            found.append(path)
+    return found
+
+
+def is_compose_file(name):
+    return "compose" in name and name.endswith((".yaml", ".yml"))
+
+
+def repository_services(mount):
+    """Service names of every compose file of the repository, in walk and file order."""
+    names = []
+    for directory, files in _walk(mount):
+        for name in files:
+            path = os.path.join(directory, name)
+            if is_compose_file(name) and _regular(path):
+                names += [n for n in service_order(path) if n not in names]
+    return names
+
+
+def run_function(runner, repo, rediaccfile, function, environ, ips=None):
+    """Source the Rediaccfile in its directory, as bash does, with REDIACC_*, DOCKER_HOST and {SVC}_IP set.
+
+    No ``set -e``: a failing command inside the function does not end it; the function's own
+    exit status decides success.
+    """
     project_dir = os.path.dirname(rediaccfile)
-    env = dict(environ, **repo.environment())
-    if compose_files(project_dir, []):
-        env.update(service_environment(repo, plan_slots(runner, repo, project_dir, [], environ)))
-    script = ('set -e; source ./Rediaccfile; if declare -F %s >/dev/null; then %s; else echo "no %s()"; fi'
+    env = dict(environ, **repo.environment(), **(ips if ips is not None else service_environment(repo, mount_slots(
+        repo))))
+    script = ('source ./Rediaccfile\nif declare -F %s >/dev/null; then %s; else echo "no %s()"; fi'
               % (function, function, function))
-    result = runner.run(["bash", "-c", script], env=env, cwd=project_dir)
+    try:
+        result = runner.run(["bash", "-c", script], env=env, cwd=project_dir)
+    except LockboxError as exc:
+        output = ((exc.stdout or "") + (exc.stderr or "")).strip()
+        raise LockboxError("%s() of %s failed (exit %s)%s" % (function, rediaccfile, exc.rc,
+                                                             ": " + output.splitlines()[-1] if output else ""),
+                           cmd=exc.cmd, rc=exc.rc, stdout=exc.stdout, stderr=exc.stderr) from None
     return (result.stdout + result.stderr).strip()
+
+
+def mount_slots(repo):
+    """Slots of every service of the repository's compose files (claimed now when new)."""
+    return claim_slots(repo.mount, repository_services(repo.mount))
 
 
 def fingerprint(mount):
     """A hash of every Rediaccfile and compose file: up() runs again when any of them changes."""
     digest = hashlib.sha256()
-    for rediaccfile in rediaccfiles(mount):
-        for path in [rediaccfile, *compose_files(os.path.dirname(rediaccfile), [])]:
-            digest.update(path.encode() + b"\0")
-            with open(path, "rb") as handle:
-                digest.update(handle.read())
+    for directory, files in _walk(mount):
+        for name in files:
+            path = os.path.join(directory, name)
+            if (name == REDIACCFILE or is_compose_file(name)) and _regular(path):
+                digest.update(path.encode() + b"\0")
+                with open(path, "rb") as handle:
+                    digest.update(handle.read())
     return digest.hexdigest()
 
 
@@ -276,26 +372,52 @@ def containers(runner, network_id):
 # watchdog
 
 
-def needs_restart(policy, container):
+def needs_restart(policy, container, attempts=0):
+    """Docker's restart rules, applied by the watchdog (restart policies are stripped for CRIU)."""
     if container["state"] != "exited":
         return False
     if policy in ("always", "unless-stopped"):
         return True
     if policy and policy.startswith("on-failure"):
+        limit = policy.partition(":")[2]
+        if limit.isdigit() and int(limit) > 0 and attempts >= int(limit):
+            return False
         return container["exit_code"] not in (0, None)
     return False
 
 
-def watchdog_pass(runner, socket_dir=_dockerd.SOCKET_DIR):
+def _mounts_still_inside(runner, network_id, container, mount):
+    """Every bind of the container still resolves to where it was checked: dockerd resolves it again at start."""
+    out = runner.run(["docker", "-H", _dockerd.docker_host(network_id), "inspect", "--format",
+                      "{{json .Mounts}}", container["id"]], env=NO_DOCKER_CONFIG).stdout
+    paths = _isolation.HostPaths(mount, container["project_dir"])
+    for item in json.loads(out or "[]") or []:
+        if item.get("Type") != "bind":
+            continue
+        resolved, why = paths.judge(item.get("Source") or "", read_only=not item.get("RW", True))
+        if why or resolved != item.get("Source"):
+            raise InvalidInput("not started: its bind mount %s now resolves to %s (%s)"
+                               % (item.get("Source"), resolved, why or "a symbolic link appeared on the way"))
+
+
+def _mounts_by_network_id(state_dir, layout):
+    found = {}
+    for record in _state.HostState(state_dir).all():
+        found[record["network_id"]] = layout.mount(record["guid"])
+    return found
+
+
+def watchdog_pass(runner, layout, socket_dir=_dockerd.SOCKET_DIR):
     """Start the stopped containers of every running repository daemon per their saved policy."""
     restarted = []
     try:
         sockets = sorted(os.listdir(socket_dir))
     except FileNotFoundError:
         return restarted
+    mounts = _mounts_by_network_id(layout.state_dir, layout)
     for entry in sockets:
         match = re.match(r"docker-(\d+)\.sock$", entry)
-        if not match:
+        if not match or int(match.group(1)) not in mounts:
             continue
         network_id = int(match.group(1))
         try:
@@ -311,14 +433,21 @@ def watchdog_pass(runner, socket_dir=_dockerd.SOCKET_DIR):
             try:
                 state = load_project_state(container["project_dir"])
                 policy = (state.get("restart") or {}).get(container["service"])
-                if container["service"] in (state.get("stopped") or []) or not needs_restart(policy, container):
+                attempts = (state.get("restarts") or {}).get(container["service"], 0)
+                if container["service"] in (state.get("stopped") or []) or \
+                        not needs_restart(policy, container, attempts):
                     continue
+                _mounts_still_inside(runner, network_id, container, mounts[network_id])
+                if policy.startswith("on-failure"):
+                    state.setdefault("restarts", {})[container["service"]] = attempts + 1
+                    save_project_state(container["project_dir"], state)
                 runner.run(["docker", "-H", _dockerd.docker_host(network_id), "start", container["id"]],
                            env=NO_DOCKER_CONFIG)
                 restarted.append({"network_id": network_id, "container": container["name"], "policy": policy})
-            except (LockboxError, OSError) as exc:
+            except (LockboxError, OSError, ValueError) as exc:
                 # One container that cannot start must not stop the watchdog for everyone else.
-                restarted.append({"network_id": network_id, "container": container["name"], "error": str(exc)})
+                restarted.append({"network_id": network_id, "container": container["name"],
+                                  "error": getattr(exc, "msg", str(exc))})
     return restarted
 
 
@@ -369,8 +498,9 @@ def up(runner, repo, environ, check_mode=False):
         return False, {}
     outputs = {}
     if not check_mode:
+        ips = service_environment(repo, mount_slots(repo))
         for rediaccfile in rediaccfiles(repo.mount):
-            outputs[rediaccfile] = run_function(runner, repo, rediaccfile, "up", environ)
+            outputs[rediaccfile] = run_function(runner, repo, rediaccfile, "up", environ, ips)
         path = os.path.join(repo.mount, UP_STAMP)
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         with open(path, "w") as handle:
@@ -384,8 +514,9 @@ def down(runner, repo, environ, check_mode=False):
     if _dockerd.server_version(runner, repo.network_id) is None:
         return False, outputs
     if not check_mode:
+        ips = service_environment(repo, mount_slots(repo))
         for rediaccfile in reversed(rediaccfiles(repo.mount)):
-            outputs[rediaccfile] = run_function(runner, repo, rediaccfile, "down", environ)
+            outputs[rediaccfile] = run_function(runner, repo, rediaccfile, "down", environ, ips)
         try:
             os.unlink(os.path.join(repo.mount, UP_STAMP))
         except FileNotFoundError:
@@ -394,7 +525,8 @@ def down(runner, repo, environ, check_mode=False):
 
 
 def info(runner, repo, environ):
-    return {path: run_function(runner, repo, path, "info", environ) for path in rediaccfiles(repo.mount)}
+    ips = service_environment(repo, mount_slots(repo))
+    return {path: run_function(runner, repo, path, "info", environ, ips) for path in rediaccfiles(repo.mount)}
 
 
 class _Lifecycle:

@@ -11,9 +11,11 @@ against the repository's own daemon. Rules (seed 000, "Compose"):
 - ``rediacc.network_id`` / ``rediacc.service_ip`` / ``rediacc.service_name`` labels and
   ``SERVICE_IP`` / ``REDIACC_NETWORK_ID`` environment are injected (user values replaced);
 - every service name resolves to its IP inside every container (``extra_hosts``);
-- restart policies are stripped (CRIU) and returned, to be saved for the watchdog;
-- privileged, ``pid: host``, ``ipc: host`` and binds of system paths are refused unless
-  ``unsafe``;
+- the user's ``extra_hosts`` are kept (a name that clashes with a service is an error);
+- restart policies (``restart`` or ``deploy.restart_policy``) are stripped (CRIU) and
+  returned in ``docker run`` terms, to be saved for the watchdog;
+- anything that reaches outside the repository is refused unless ``unsafe`` (the
+  allowlist in _isolation); ``NET_RAW`` is dropped (raw sockets bypass the loopback guard);
 - services labelled ``rediacc.checkpoint=true`` get exactly what CRIU needs.
 """
 
@@ -21,21 +23,16 @@ from __future__ import annotations
 
 import copy
 import ipaddress
-import posixpath
+import os
 
+from ansible_collections.lockbox.fleet.plugins.module_utils import _isolation
 from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput
 from ansible_collections.lockbox.fleet.plugins.module_utils._state import LOOPBACK
 
 # .0 (network), .1 (reserved) and .63 (broadcast) of each /26 are never given out.
 FIRST_SLOT_OFFSET = 2
 MAX_SERVICES = 61
-SYSTEM_BIND_SOURCES = ("/", "/etc", "/proc", "/sys", "/dev", "/boot", "/usr", "/bin", "/sbin", "/lib",
-                       "/lib64", "/root", "/var/run/docker.sock", "/run/docker.sock", "/var/run/rediacc",
-                       "/run/rediacc", "/var/lib/docker", "/var/lib/rediacc")
-# Trees whose *whole* contents are sensitive: a bind of anything under them is refused too.
-SYSTEM_BIND_TREES = ("/etc", "/proc", "/sys", "/dev", "/boot", "/var/run/rediacc", "/run/rediacc",
-                     "/var/lib/docker", "/var/lib/rediacc")
-CHECKPOINT_CAPS = ("CHECKPOINT_RESTORE", "SYS_PTRACE", "NET_ADMIN")
+CHECKPOINT_CAPS = _isolation.CHECKPOINT_CAPS
 LABEL_PREFIX = "rediacc."
 
 
@@ -72,50 +69,57 @@ def _environment(service):
     return dict(env)
 
 
-def _bind_sources(service):
-    for volume in service.get("volumes") or []:
-        if isinstance(volume, str):
-            source = volume.split(":", 1)[0]
-            if source.startswith("/"):
-                yield source
-        elif isinstance(volume, dict) and volume.get("type") == "bind":
-            yield volume.get("source") or ""
+def _extra_hosts(name, service, ips):
+    """The user's extra_hosts kept, every service name added; a user entry naming a service is an error."""
+    entries = service.get("extra_hosts") or []
+    if isinstance(entries, dict):
+        entries = ["%s:%s" % (host, ",".join(ip) if isinstance(ip, list) else ip) for host, ip in entries.items()]
+    user = []
+    for entry in entries:
+        entry = str(entry)
+        separator = "=" if "=" in entry else ":"
+        host, _found, address = entry.partition(separator)
+        if host in ips:
+            raise InvalidInput("service %s: extra_hosts entry %s clashes with the service %s, whose name "
+                               "resolves to %s in every container of the repository" % (name, entry, host, ips[host]))
+        user.append("%s:%s" % (host, address))
+    return sorted(user) + sorted("%s:%s" % (other, other_ip) for other, other_ip in ips.items())
 
 
-def _is_system_bind(source):
-    path = posixpath.normpath(source) if source else source
-    if path in SYSTEM_BIND_SOURCES:
-        return True
-    return any(path.startswith(tree + "/") for tree in SYSTEM_BIND_TREES)
+def restart_policy(service):
+    """The service's restart policy in ``docker run`` terms (always, unless-stopped, on-failure[:N]) or None."""
+    policy = service.get("restart")
+    if policy and policy != "no":
+        return str(policy)
+    deploy = (service.get("deploy") or {}).get("restart_policy")
+    if deploy is None:
+        return None
+    condition = deploy.get("condition") or "any"  # compose spec: any is the default condition
+    if condition == "none":
+        return None
+    if condition == "any":
+        return "always"
+    attempts = deploy.get("max_attempts")
+    return "on-failure:%d" % int(attempts) if attempts else "on-failure"
 
 
-def hostile_settings(name, service):
-    """What in a service escapes the repository's isolation, as messages."""
-    problems = []
-    if service.get("privileged"):
-        problems.append("service %s: privileged: true gives the container the whole host" % name)
-    if service.get("pid") == "host":
-        problems.append("service %s: pid: host shares the host's process namespace" % name)
-    if service.get("ipc") == "host":
-        problems.append("service %s: ipc: host shares the host's IPC namespace" % name)
-    for source in _bind_sources(service):
-        if _is_system_bind(source):
-            problems.append("service %s: bind mount of the system path %s" % (name, source))
-    return problems
+def rewrite(model, network_id, recorded_slots=None, *, mount, project_dir, unsafe=False,
+            realpath=os.path.realpath):
+    """Return (rewritten model, slots, restart policies). Never modifies ``model``.
 
-
-def rewrite(model, network_id, recorded_slots=None, unsafe=False):
-    """Return (rewritten model, slots, restart policies). Never modifies ``model``."""
+    Anything that reaches outside the repository (see _isolation) is refused unless ``unsafe``;
+    accepted host paths are handed on resolved.
+    """
     services = (model or {}).get("services") or {}
     if not services:
         raise InvalidInput("the compose file defines no services")
-    problems = [p for name, svc in services.items() for p in hostile_settings(name, svc or {})]
+    out = copy.deepcopy(model)
+    problems = _isolation.model_problems(out, mount, project_dir, realpath)
     if problems and not unsafe:
         raise InvalidInput("refused, this would break the repository's isolation (use --unsafe to override "
                            "at your own risk): " + "; ".join(problems))
     slots = assign_slots(list(services), recorded_slots)
     ips = {name: service_ip(network_id, slot) for name, slot in slots.items()}
-    out = copy.deepcopy(model)
     out.pop("networks", None)
     restart = {}
     for name in list(out["services"]):
@@ -124,10 +128,11 @@ def rewrite(model, network_id, recorded_slots=None, unsafe=False):
         for key in ("ports", "networks", "network_mode", "links", "mac_address", "hostname"):
             service.pop(key, None)
         service["network_mode"] = "host"
-        policy = service.pop("restart", None)
-        deploy_restart = (service.get("deploy") or {}).pop("restart_policy", None)
-        if policy or deploy_restart:
-            restart[name] = policy or deploy_restart.get("condition", "on-failure")
+        policy = restart_policy(service)
+        service.pop("restart", None)
+        (service.get("deploy") or {}).pop("restart_policy", None)
+        if policy:
+            restart[name] = policy
         labels = {k: v for k, v in _labels(service).items() if not k.startswith(LABEL_PREFIX) or
                   k in ("rediacc.service_port", "rediacc.tcp_ports", "rediacc.udp_ports", "rediacc.checkpoint")}
         labels.update({"rediacc.network_id": str(network_id), "rediacc.service_ip": ip,
@@ -136,7 +141,10 @@ def rewrite(model, network_id, recorded_slots=None, unsafe=False):
         env = _environment(service)
         env.update({"SERVICE_IP": ip, "REDIACC_NETWORK_ID": str(network_id)})
         service["environment"] = env
-        service["extra_hosts"] = sorted("%s:%s" % (other, other_ip) for other, other_ip in ips.items())
+        service["extra_hosts"] = _extra_hosts(name, service, ips)
+        if not unsafe:
+            drop = [c for c in service.get("cap_drop") or [] if str(c).upper().removeprefix("CAP_") != "NET_RAW"]
+            service["cap_drop"] = [*drop, "NET_RAW"]
         if str(labels.get("rediacc.checkpoint", "")).lower() == "true":
             caps = list(service.get("cap_add") or [])
             service["cap_add"] = caps + [c for c in CHECKPOINT_CAPS if c not in caps]

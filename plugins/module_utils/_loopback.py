@@ -13,7 +13,8 @@ Where the programs live (systemd cgroup driver; all units are plain slices):
 
 - ``rediacc-<networkId>.slice`` (the ``cgroup-parent`` of the repository's dockerd):
   binds of 0.0.0.0/127.0.0.1 go to the repository's own address (.1 of the /26), and
-  any bind, connect or send to a loopback address outside the /26 is refused (EPERM);
+  any bind, connect or send to a loopback address outside the /26 is refused (EPERM),
+  except connects and sends to the host's stub resolver 127.0.0.53 port 53 (DNS);
 - ``rediacc-<networkId>-s<slot>.slice`` (a service's ``cgroup_parent``): binds of
   0.0.0.0/127.0.0.1 (and ``::``/``::1``) go to the service's IP, connects to localhost
   reach the service itself. A child cgroup's programs run before its parent's, so a
@@ -30,6 +31,7 @@ import ipaddress
 import os
 import posixpath
 import socket
+import struct
 
 from ansible_collections.lockbox.fleet.plugins.module_utils import _bpf, _state
 from ansible_collections.lockbox.fleet.plugins.module_utils._bpf import (
@@ -64,6 +66,9 @@ _LOOPBACK_OCTET = u32_of(b"\x7f\0\0\0")
 _MASK26 = u32_of(socket.inet_aton("255.255.255.192"))
 _V4_MAPPED_WORD = u32_of(b"\0\0\xff\xff")
 _V6_LOOPBACK_WORD = u32_of(b"\0\0\0\x01")
+STUB_RESOLVER = "127.0.0.53"
+_RESOLVER4 = u32_of(socket.inet_aton(STUB_RESOLVER))
+_DNS_PORT = u32_of(struct.pack(">HH", 53, 0))  # user_port: network order in the low 16 bits
 
 
 def repository_slice(network_id):
@@ -126,6 +131,13 @@ def _rules(attach, target, guard_base):
               (STX_W, 1, 2, word, 0),
               ("label", "guard")]
     if guard_base is not None:
+        if not attach.startswith("bind"):
+            # The host's stub resolver (systemd-resolved), port 53 only: containers share the
+            # host's /etc/resolv.conf, which names it. Nothing else outside the /26.
+            items += [(JNE32_K, 2, 0, "not_resolver", _RESOLVER4),
+                      (LDX_W, 3, 1, CTX_USER_PORT, 0),
+                      (JEQ32_K, 3, 0, "allow", _DNS_PORT),
+                      ("label", "not_resolver")]
         items += [(MOV32_X, 3, 2, 0, 0), (AND32_K, 3, 0, 0, _FIRST_OCTET_MASK),
                   (JNE32_K, 3, 0, "allow", _LOOPBACK_OCTET),          # not loopback: not ours to judge
                   (MOV32_X, 3, 2, 0, 0), (AND32_K, 3, 0, 0, _MASK26),

@@ -58,7 +58,7 @@ def main(argv=None):
             return _app.compose(runner, layout, args, dict(os.environ), os.getcwd(), unsafe=options.unsafe)
         if options.command == "watchdog":
             while True:
-                for event in _app.watchdog_pass(runner):
+                for event in _app.watchdog_pass(runner, layout):
                     if "error" in event:
                         _say("renet watchdog: could not start %(container)s (networkId %(network_id)d): %(error)s"
                              % event, sys.stderr)

@@ -18,23 +18,28 @@ def test_split_compose_args(args, expected):
     assert _app.split_compose_args(args) == expected
 
 
-def test_service_order_follows_the_file_not_the_alphabet():
+def test_service_order_follows_the_file_not_the_alphabet(tmp_path):
     text = """---
 name: demo
+x-base: &base
+  image: x
 services:
   web:
-    image: x
+    <<: *base
     environment:
       db: not-a-service
   "db":
     image: y
-  api-v2:
-    image: z
+  api-v2: {image: z}
+  # flow style and comments are YAML, not lines
 volumes:
   data: {}
 """
-    assert _app.service_order(text) == ["web", "db", "api-v2"]
+    (tmp_path / "compose.yaml").write_text(text)
+    assert _app.service_order(str(tmp_path / "compose.yaml")) == ["web", "db", "api-v2"]
     assert _app.ordered_services([], ["b", "a"]) == ["a", "b"]
+    (tmp_path / "broken.yaml").write_text("services: [\n")
+    assert _app.service_order(str(tmp_path / "broken.yaml")) == []
 
 
 def test_env_names_are_shell_safe():
@@ -80,15 +85,40 @@ def test_repository_environment_keeps_the_on_host_contract():
     assert env["DOCKER_HOST"] == "unix:///var/run/rediacc/docker-6336.sock"
 
 
-def test_rediaccfiles_root_and_first_level(tmp_path):
-    (tmp_path / "Rediaccfile").write_text("up() { :; }\n")
-    (tmp_path / "web").mkdir()
-    (tmp_path / "web" / "Rediaccfile").write_text("up() { :; }\n")
-    (tmp_path / ".rediacc").mkdir()
-    (tmp_path / ".rediacc" / "Rediaccfile").write_text("")
-    (tmp_path / "a" / "b").mkdir(parents=True)
-    (tmp_path / "a" / "b" / "Rediaccfile").write_text("")
-    assert _app.rediaccfiles(str(tmp_path)) == [str(tmp_path / "Rediaccfile"), str(tmp_path / "web" / "Rediaccfile")]
+def test_rediaccfiles_anywhere_parents_first_hidden_and_deep_ones_skipped(tmp_path):
+    for sub in ("", "web", "a/b", "a/b/c/d", "a/b/c/d/e", ".rediacc", ".git/x", "z"):
+        (tmp_path / sub).mkdir(parents=True, exist_ok=True)
+        (tmp_path / sub / "Rediaccfile").write_text("up() { :; }\n")
+    found = _app.rediaccfiles(str(tmp_path))
+    assert found == [str(tmp_path / sub / "Rediaccfile") for sub in ("", "a/b", "a/b/c/d", "web", "z")]
     before = _app.fingerprint(str(tmp_path))
     (tmp_path / "web" / "compose.yaml").write_text("services: {}\n")
     assert _app.fingerprint(str(tmp_path)) != before
+
+
+def test_a_symlinked_rediaccfile_is_refused(tmp_path):
+    (tmp_path / "elsewhere").write_text("up() { :; }\n")
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / "Rediaccfile").symlink_to(tmp_path / "elsewhere")
+    from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput
+    with pytest.raises(InvalidInput, match="web/Rediaccfile is not a regular file"):
+        _app.rediaccfiles(str(tmp_path))
+
+
+def test_slots_are_repository_wide_and_never_move(tmp_path):
+    (tmp_path / "compose.yaml").write_text("services: {web: {image: a}, db: {image: b}}\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "compose.other.yaml").write_text("services: {worker: {image: c}, web: {image: a}}\n")
+    (tmp_path / "sub" / "notes.yaml").write_text("services: {ignored: {}}\n")
+    repo = _app.Repository("app", "g", 6336, str(tmp_path))
+    assert _app.mount_slots(repo) == {"web": 0, "db": 1, "worker": 2}
+    assert _app.service_environment(repo, _app.mount_slots(repo)) == {
+        "WEB_IP": "127.0.24.194", "DB_IP": "127.0.24.195", "WORKER_IP": "127.0.24.196"}
+    (tmp_path / "compose.yaml").write_text("services: {cache: {image: a}, db: {image: b}}\n")
+    assert _app.claim_slots(str(tmp_path), ["cache", "db"]) == {"web": 0, "db": 1, "worker": 2, "cache": 3}
+
+
+@pytest.mark.parametrize(("policy", "attempts", "restart"), [
+    ("on-failure:3", 2, True), ("on-failure:3", 3, False), ("on-failure", 50, True), ("always", 99, True)])
+def test_watchdog_honours_on_failure_limits(policy, attempts, restart):
+    assert _app.needs_restart(policy, {"state": "exited", "exit_code": 1}, attempts) is restart

@@ -109,7 +109,7 @@ def test_service_connect_to_localhost_reaches_the_service_itself():
 @pytest.mark.parametrize("attach", ["connect4", "sendmsg4", "bind4"])
 @pytest.mark.parametrize(("ip", "verdict"), [
     ("127.0.24.194", 1), ("127.0.24.255", 1), ("127.0.24.191", 0), ("127.0.24.128", 0), ("127.0.25.1", 0),
-    ("127.0.11.2", 0), ("127.0.0.53", 0), ("10.0.2.2", 1), ("192.0.2.1", 1)])
+    ("127.0.11.2", 0), ("127.0.0.53", 0), ("127.0.0.54", 0), ("10.0.2.2", 1), ("192.0.2.1", 1)])
 def test_repository_guard_refuses_loopback_outside_its_26(attach, ip, verdict):
     assert run(REPO[attach], 4, ip)[0] == verdict
 
@@ -119,6 +119,18 @@ def test_repository_guard_refuses_loopback_outside_its_26(attach, ip, verdict):
     ("::ffff:127.0.24.194", 1), ("::ffff:127.0.11.2", 0), ("2001:db8::1", 1), ("::ffff:10.0.2.2", 1)])
 def test_repository_guard_covers_v4_mapped_addresses(attach, ip, verdict):
     assert run(REPO[attach], 6, ip)[0] == verdict
+
+
+@pytest.mark.parametrize(("attach", "port", "verdict"), [
+    ("connect4", 53, 1), ("sendmsg4", 53, 1), ("connect4", 80, 0), ("sendmsg4", 5353, 0), ("bind4", 53, 0),
+    ("connect4", 13568, 0)])  # 13568 = 53 byte-swapped: the port is compared in network order
+def test_repository_reaches_the_host_stub_resolver_on_port_53_only(attach, port, verdict):
+    assert run(REPO[attach], 4, "127.0.0.53", port=port)[0] == verdict
+
+
+@pytest.mark.parametrize(("ip", "port", "verdict"), [("::ffff:127.0.0.53", 53, 1), ("::ffff:127.0.0.53", 80, 0)])
+def test_repository_reaches_the_stub_resolver_over_v4_mapped_addresses(ip, port, verdict):
+    assert run(REPO["sendmsg6"], 6, ip, port=port)[0] == verdict
 
 
 def test_repository_rewrites_localhost_to_its_own_address_then_allows_it():
