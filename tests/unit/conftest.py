@@ -23,7 +23,7 @@ def fixture_text(name):
 
 
 class FakeRunner:
-    """Answers argv lists from a table of (argv prefix -> (rc, stdout)); records calls."""
+    """Answers argv lists from a table of (argv prefix -> (rc, stdout)); records calls; fails on any other."""
 
     def __init__(self, answers=None):
         self.answers = list(answers or [])
@@ -32,6 +32,11 @@ class FakeRunner:
 
     def answer(self, prefix, stdout="", rc=0):
         self.answers.insert(0, (list(prefix), rc, stdout))
+
+    def silent(self, *prefixes):
+        """Commands that print nothing when they succeed (as recorded), answered with rc 0."""
+        for prefix in prefixes:
+            self.answer(prefix)
 
     def run(self, argv, stdin=None, ok_rcs=(0,), env=None, cwd=None):
         from ansible_collections.lockbox.fleet.plugins.module_utils._errors import LockboxError
@@ -44,7 +49,8 @@ class FakeRunner:
                 if rc not in ok_rcs:
                     raise LockboxError("%s failed" % argv[0], cmd=argv, rc=rc, stdout=stdout, stderr="")
                 return CommandResult(argv, rc, stdout, "")
-        return CommandResult(argv, 0, "", "")
+        # A command nobody recorded an answer for is a test that does not know what it runs.
+        raise AssertionError("FakeRunner has no recorded answer for %r" % (argv,))
 
 
 @pytest.fixture

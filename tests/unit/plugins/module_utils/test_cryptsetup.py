@@ -18,7 +18,7 @@ def assert_secret_only_on_stdin(runner):
 
 
 def test_format_with_random_key_uses_fast_pbkdf2_and_stdin():
-    runner = FakeRunner()
+    runner = FakeRunner([(["cryptsetup"], 0, "")])  # silent on success, as recorded
     _cryptsetup.luks_format(runner, "/mnt/rediacc/repositories/g/disk.img", SECRET, "key")
     assert runner.calls == [[
         "cryptsetup", "luksFormat", "--type", "luks2", "--batch-mode", "--pbkdf", "pbkdf2",
@@ -28,14 +28,14 @@ def test_format_with_random_key_uses_fast_pbkdf2_and_stdin():
 
 
 def test_format_with_passphrase_keeps_argon2id():
-    runner = FakeRunner()
+    runner = FakeRunner([(["cryptsetup"], 0, "")])  # silent on success, as recorded
     _cryptsetup.luks_format(runner, "/x/disk.img", SECRET, "passphrase")
     assert runner.calls[0][5:8] == ["--pbkdf", "argon2id", "--iter-time"]
     assert_secret_only_on_stdin(runner)
 
 
 def test_open_resize_and_key_check_read_the_key_from_stdin():
-    runner = FakeRunner()
+    runner = FakeRunner([(["cryptsetup"], 0, "")])  # silent on success, as recorded
     _cryptsetup.luks_open(runner, "/dev/loop3", "lockbox-g", SECRET)
     _cryptsetup.resize(runner, "lockbox-g", SECRET)
     _cryptsetup.check_key(runner, "/x/disk.img", SECRET)
@@ -48,7 +48,7 @@ def test_open_resize_and_key_check_read_the_key_from_stdin():
 
 
 def test_wrong_key_is_a_clear_error_without_the_key():
-    runner = FakeRunner()
+    runner = FakeRunner([(["cryptsetup"], 0, "")])  # silent on success, as recorded
     runner.answer(["cryptsetup", "open"], "", rc=2)
     with pytest.raises(LockboxError) as err:
         _cryptsetup.luks_open(runner, "/dev/loop3", "lockbox-g", SECRET)
@@ -57,7 +57,7 @@ def test_wrong_key_is_a_clear_error_without_the_key():
 
 
 def test_header_operations_need_no_key():
-    runner = FakeRunner()
+    runner = FakeRunner([(["cryptsetup"], 0, "")])  # silent on success, as recorded
     _cryptsetup.set_uuid(runner, "/x/disk.img", "3f0c4e8e-0000-4000-8000-000000000001")
     _cryptsetup.erase(runner, "/x/disk.img")
     _cryptsetup.luks_close(runner, "lockbox-g")

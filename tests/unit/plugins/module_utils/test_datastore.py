@@ -33,8 +33,14 @@ def host(tmp_path, monkeypatch):
     return {"pool": str(pool), "units": unit_dir, "allocated": allocated}
 
 
+SILENT = (["mkfs.btrfs"], ["systemctl", "daemon-reload"], ["systemctl", "enable"], ["systemctl", "start"],
+          ["systemctl", "stop"], ["systemctl", "disable"], ["losetup", "--set-capacity"], ["btrfs", "filesystem", "resize"],
+          ["losetup", "--detach"], ["umount"], ["wipefs"])
+
+
 def fresh_runner():
     runner = FakeRunner()
+    runner.silent(*SILENT)
     runner.answer(["systemctl", "show"], NOT_FOUND)
     runner.answer(["findmnt"], "", rc=1)
     runner.answer(["blkid"], "", rc=2)
@@ -44,6 +50,7 @@ def fresh_runner():
 
 def mounted_runner(usage_fixture="btrfs_usage_1g.txt", loop_size=GIB):
     runner = FakeRunner()
+    runner.silent(*SILENT)
     runner.answer(["systemctl", "show"], ENABLED)
     runner.answer(["findmnt"], fixture_text("findmnt_datastore.json"))
     runner.answer(["blkid"], fixture_text("blkid_btrfs_pool.txt"))

@@ -29,6 +29,8 @@ def host(tmp_path, monkeypatch):
     runner.answer(["losetup", "--list"], '{"loopdevices": []}')
     runner.answer(["findmnt"], "", rc=1)
     runner.answer(["cryptsetup", "isLuks"], "", rc=1)
+    runner.silent(["btrfs", "subvolume", "create"], ["cryptsetup", "luksFormat"], ["cryptsetup", "open"],
+                  ["cryptsetup", "close"], ["mkfs.ext4"], ["losetup", "--detach"], ["truncate"], ["chattr"])
     return layout, runner
 
 

@@ -60,6 +60,7 @@ def test_forward_ruleset_dnats_declared_ports_and_guards_loopback():
 
 
 def test_forward_ruleset_is_loaded_once(tmp_path, fake_runner):
+    fake_runner.silent(["nft", "-f", "-"])
     from ansible_collections.lockbox.fleet.plugins.module_utils import _nft
     ruleset = _nft.forward_ruleset([{"protocol": "tcp", "port": 5432, "address": "127.0.24.195"}])
     localnet = tmp_path / "route_localnet"
