@@ -271,11 +271,17 @@ def _new_record(host, name, size, key_kind, *, parent=None, tag=None, status=_st
     }
 
 
+def written_size(size, value):
+    """The size as the operator wrote it, with its meaning when that differs (bytes, rounding)."""
+    shown = format_size(value)
+    return str(size) if str(size) == shown else "%s (%s)" % (size, shown)
+
+
 def parse_repo_size(size):
     value = round_up(parse_size(size, "size"), MIB)
     if value < MIN_REPO_SIZE:
         raise InvalidInput("size %s is below the minimum repository size of %s"
-                           % (format_size(value), format_size(MIN_REPO_SIZE)))
+                           % (written_size(size, value), format_size(MIN_REPO_SIZE)))
     return value
 
 
@@ -300,8 +306,11 @@ def converge_repo(layout, runner, name, *, state, size=None, key=None, force=Fal
         elif record is None and ":" in name:
             raise InvalidInput("%r is a fork name (<parent>:<tag>); forks are made with lockbox.fleet.btrfs_fork"
                                % name)
+        elif record is None and wanted_size is None and state in ("opened", "closed"):
+            raise InvalidInput("unknown repository %r: there is nothing to %s (give size and a key to create it)"
+                               % (name, "open" if state == "opened" else "close"))
         elif record is None or record["status"] == _state.CREATING:
-            _plan_create(op, before, name, state=state, size=wanted_size, key=key)
+            _plan_create(op, before, name, state=state, size=wanted_size, key=key, written=size)
         elif record["status"] != _state.READY:
             raise LockboxError("%s is in state %r from an interrupted operation: run repo_prune (or delete it "
                                "with state=absent force=true)" % (name, record["status"]))
@@ -313,7 +322,7 @@ def converge_repo(layout, runner, name, *, state, size=None, key=None, force=Fal
         return _result(op, before, after, layout, host, record)
 
 
-def _plan_create(op, observed, name, *, state, size, key):
+def _plan_create(op, observed, name, *, state, size, key, written=None):
     layout, runner, host = op.layout, op.runner, op.host
     if size is None:
         raise InvalidInput("size is required to create repository %s" % name)
@@ -322,7 +331,7 @@ def _plan_create(op, observed, name, *, state, size, key):
     if observed.record:
         # An earlier create was interrupted: roll back what it left, keep its identity.
         op.plan_discard(observed, remove_record=False)
-    _check_room(layout, size)
+    _check_room(layout, size, written)
     ctx = {"record": observed.record}
 
     def write_record():
@@ -445,13 +454,14 @@ def _sparse_file(path, size):
         os.close(fd)
 
 
-def _check_room(layout, needed):
+def _check_room(layout, needed, written=None):
     """Sparse images are only written as used, but never let one be larger than the datastore."""
     info = os.statvfs(layout.datastore)
     total = info.f_blocks * info.f_frsize
     if needed > total:
         raise InvalidInput("size %s is larger than the datastore %s (%s)"
-                           % (format_size(needed), layout.datastore, format_size(total)))
+                           % (written_size(written, needed) if written is not None else format_size(needed),
+                              layout.datastore, format_size(total)))
 
 
 # ---------------------------------------------------------------------------------------

@@ -45,5 +45,9 @@ def test_state_files_are_root_only(host):
 def test_integration_target_left_nothing(host):
     names = [f for f in host.file(STATE).listdir() if f.startswith("it-")]
     assert names == []
-    assert "lockbox-it" not in host.check_output("ls /dev/mapper")
+    # Mapper devices are named lockbox-<guid>: only those of repositories that still exist may remain.
+    guids = {json.loads(host.file("%s/%s" % (STATE, f)).content_string)["guid"]
+             for f in host.file(STATE).listdir() if f.endswith(".json")}
+    mapped = {n[len("lockbox-"):] for n in host.check_output("ls /dev/mapper").split() if n.startswith("lockbox-")}
+    assert mapped <= guids, mapped - guids
     assert not host.file("/run/lockbox-fault-paused").exists
