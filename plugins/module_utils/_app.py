@@ -90,6 +90,55 @@ def service_order(path):
     return [str(name) for name in services] if isinstance(services, dict) else []
 
 
+def _as_list(value):
+    return value if isinstance(value, list) else [value] if value else []
+
+
+def referenced_host_files(files, depth=0):
+    """(what, path as written, directory it is relative to) of env files the compose client reads.
+
+    docker compose reads env_file (and included or extended files) on the host, as root, before
+    any model exists to check: a path to another repository's .env would land in this
+    repository's containers. They are read from the files themselves, following include and
+    extends.file.
+    """
+    found = []
+    for path in files:
+        document = _load_yaml(path) if depth < 5 else None
+        if not isinstance(document, dict):
+            continue
+        base = os.path.dirname(path)
+        for entry in _as_list(document.get("include")):
+            for included in _as_list(entry.get("path") if isinstance(entry, dict) else entry):
+                found.append(("include", str(included), base))
+                found += referenced_host_files([os.path.join(base, str(included))], depth + 1)
+        for service in (document.get("services") or {}).values() if isinstance(document.get("services"), dict) else []:
+            if not isinstance(service, dict):
+                continue
+            for entry in _as_list(service.get("env_file")):
+                found.append(("env_file", str(entry.get("path") if isinstance(entry, dict) else entry), base))
+            extends = service.get("extends")
+            if isinstance(extends, dict) and extends.get("file"):
+                found.append(("extends file", str(extends["file"]), base))
+                found += referenced_host_files([os.path.join(base, str(extends["file"]))], depth + 1)
+    return found
+
+
+def check_referenced_files(repo, files):
+    """Refuse env files and included compose files outside the repository, before compose reads them."""
+    problems = []
+    for what, written, base in referenced_host_files(files):
+        if "$" in written:
+            problems.append("%s %s: a path with variables cannot be checked before compose reads it; write it out"
+                            % (what, written))
+            continue
+        _resolved, why = _isolation.HostPaths(repo.mount, base).judge(written, whole_tree=False)
+        if why:
+            problems.append("%s %s: %s" % (what, written, why))
+    if problems:
+        raise InvalidInput("refused, this would break the repository's isolation: " + "; ".join(problems))
+
+
 def ordered_services(files, services):
     """``services`` (as compose reports them) in file order; any the files do not show come last."""
     order = []
@@ -196,6 +245,7 @@ def service_environment(repo, slots):
 
 def render(runner, repo, project_dir, global_args, environ, *, unsafe):
     """The rewritten model, its slots, saved restart policies and environment; refuses hostile settings."""
+    check_referenced_files(repo, compose_files(project_dir, global_args))
     slots = plan_slots(runner, repo, project_dir, global_args, environ)
     env = dict(environ, **repo.environment(), **service_environment(repo, slots))
     text = runner.run(["docker", "compose", *global_args, "config", "--format", "json"], env=env,

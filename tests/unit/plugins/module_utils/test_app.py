@@ -122,3 +122,23 @@ def test_slots_are_repository_wide_and_never_move(tmp_path):
     ("on-failure:3", 2, True), ("on-failure:3", 3, False), ("on-failure", 50, True), ("always", 99, True)])
 def test_watchdog_honours_on_failure_limits(policy, attempts, restart):
     assert _app.needs_restart(policy, {"state": "exited", "exit_code": 1}, attempts) is restart
+
+
+def test_env_files_and_includes_outside_the_repository_are_refused_before_compose_reads_them(tmp_path):
+    mount, other = tmp_path / "g", tmp_path / "h"
+    (mount / "app").mkdir(parents=True)
+    (other / "app").mkdir(parents=True)
+    (other / "app" / ".env").write_text("TOKEN=theirs\n")
+    (mount / "app" / "base.yaml").write_text("services: {b: {image: x, env_file: [../../h/app/.env]}}\n")
+    (mount / "app" / "compose.yaml").write_text(
+        "include: [{path: base.yaml}]\n"
+        "services:\n  a:\n    image: x\n    env_file: [ok.env, {path: /etc/shadow}, '${HOME}/x.env']\n")
+    repo = _app.Repository("app", "g", 6336, str(mount))
+    from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput
+    with pytest.raises(InvalidInput) as err:
+        _app.check_referenced_files(repo, [str(mount / "app" / "compose.yaml")])
+    message = err.value.msg
+    assert "env_file /etc/shadow: outside the repository's mount" in message
+    assert "env_file ../../h/app/.env: outside" in message  # found through the include
+    assert "${HOME}/x.env: a path with variables cannot be checked" in message
+    assert "ok.env" not in message and "include base.yaml" not in message
