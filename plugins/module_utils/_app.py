@@ -19,7 +19,7 @@ import re
 import subprocess
 
 from ansible_collections.lockbox.fleet.plugins.module_utils import _compose, _dockerd, _isolation, _loopback, _state
-from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput, LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput, LockboxError, with_actions_taken
 
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
 STATE_FILE = ".rediacc.json"
@@ -550,7 +550,11 @@ def up(runner, repo, environ, check_mode=False):
     if not check_mode:
         ips = service_environment(repo, mount_slots(repo))
         for rediaccfile in rediaccfiles(repo.mount):
-            outputs[rediaccfile] = run_function(runner, repo, rediaccfile, "up", environ, ips)
+            try:
+                outputs[rediaccfile] = run_function(runner, repo, rediaccfile, "up", environ, ips)
+            except LockboxError as exc:
+                raise with_actions_taken(exc, [{"action": "up", "detail": "up() of %s" % path}
+                                               for path in outputs]) from None
         path = os.path.join(repo.mount, UP_STAMP)
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         with open(path, "w") as handle:
@@ -636,10 +640,13 @@ def converge_app(runner, layout, name, *, state, key=None, unmount=False, run_in
     if state not in ("up", "down"):
         raise InvalidInput("state must be up or down, got %r" % (state,))
     run = _Lifecycle(runner, layout, name, dict(os.environ if environ is None else environ), check_mode)
-    if state == "up":
-        run.up(key)
-    else:
-        run.down(unmount)
+    try:
+        if state == "up":
+            run.up(key)
+        else:
+            run.down(unmount)
+    except LockboxError as exc:
+        raise with_actions_taken(exc, run.actions) from None
     found = containers(runner, run.repo.network_id) if state == "up" and not check_mode else []
     # The router (if this host has one) follows at once, not at the watchdog's next pass.
     router = _routes.load_settings()

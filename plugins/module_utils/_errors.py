@@ -11,9 +11,10 @@ class LockboxError(Exception):
     ``cmd`` never holds a secret: secrets travel on stdin or in root-only files.
     """
 
-    def __init__(self, msg, cmd=None, rc=None, stdout=None, stderr=None):
+    def __init__(self, msg, cmd=None, rc=None, stdout=None, stderr=None, actions=None):
         super().__init__(msg)
         self.msg = msg
+        self.actions = actions  # what had already been done when it failed (reported, never undone silently)
         self.cmd = list(cmd) if cmd is not None else None
         self.rc = rc
         self.stdout = stdout
@@ -22,7 +23,7 @@ class LockboxError(Exception):
     def as_result(self):
         """Keyword arguments for AnsibleModule.fail_json (only the parts that are set)."""
         result = {"msg": self.msg}
-        for key in ("cmd", "rc", "stdout", "stderr"):
+        for key in ("cmd", "rc", "stdout", "stderr", "actions"):
             value = getattr(self, key)
             if value is not None:
                 result[key] = value
@@ -31,3 +32,17 @@ class LockboxError(Exception):
 
 class InvalidInput(LockboxError):
     """The caller asked for something that cannot be done; nothing was changed."""
+
+
+def with_actions_taken(exc, actions):
+    """``exc`` reporting the steps already applied before it happened (a failure is never silent about them).
+
+    Called at each layer on the way out; earlier layers' steps come first.
+    """
+    if actions:
+        base = getattr(exc, "_base_msg", exc.msg)
+        exc.actions = list(actions) + list(exc.actions or [])
+        exc._base_msg = base
+        exc.msg = "%s (already done: %s)" % (base, ", ".join(a["action"] for a in exc.actions))
+        exc.args = (exc.msg,)
+    return exc

@@ -3,7 +3,8 @@
 """``renet``: the host runtime's command line (installed by the machine role as /usr/local/bin/renet).
 
     renet compose [--unsafe] -- ARGS     docker compose against the repository's daemon, rewritten
-    renet up|down|info NAME [--unmount]  the Rediaccfile lifecycle of an opened repository
+    renet up|down NAME [--unmount]       the Rediaccfile lifecycle of an opened repository
+    renet info [NAME] [--json]           info() of every Rediaccfile, as text (JSON with --json)
     renet watchdog [--interval S] [--once]
                                          start stopped containers per their saved restart policy
 
@@ -18,7 +19,7 @@ import os
 import sys
 import time
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _app, _loopback, _repo, _routes
+from ansible_collections.lockbox.fleet.plugins.module_utils import _app, _loopback, _repo, _routes, _state
 from ansible_collections.lockbox.fleet.plugins.module_utils._errors import LockboxError
 from ansible_collections.lockbox.fleet.plugins.module_utils._runner import Runner
 
@@ -37,15 +38,40 @@ def _parser():
     compose = commands.add_parser("compose", help="docker compose with the repository's isolation")
     compose.add_argument("--unsafe", action="store_true", help="allow privileged, host namespaces, system binds")
     compose.add_argument("args", nargs=argparse.REMAINDER, help="-- then docker compose arguments")
-    for name in ("up", "down", "info"):
+    for name in ("up", "down"):
         command = commands.add_parser(name, help="run %s() of every Rediaccfile" % name)
         command.add_argument("name")
         if name == "down":
             command.add_argument("--unmount", action="store_true", help="also close the LUKS volume")
+    info = commands.add_parser("info", help="print info() of every Rediaccfile (of every repository without NAME)")
+    info.add_argument("name", nargs="?")
+    info.add_argument("--json", action="store_true", help="print {repository: {Rediaccfile: output}} as JSON")
     watchdog = commands.add_parser("watchdog", help="restart stopped containers per their saved policy")
     watchdog.add_argument("--interval", type=float, default=5.0)
     watchdog.add_argument("--once", action="store_true")
     return parser
+
+
+def _info(runner, layout, options):
+    if options.name:
+        names = [options.name]
+    else:
+        names = [r["name"] for r in _state.HostState(layout.state_dir).all() if r.get("status") == _state.READY]
+    report = {}
+    for name in names:
+        repo = _app.Repository.from_record(layout, _loopback.ready_record(layout.state_dir, name))
+        if not os.path.ismount(repo.mount):
+            report[name] = {}
+            continue
+        report[name] = _app.info(runner, repo, dict(os.environ))
+    if options.json:
+        _say(json.dumps(report, indent=2, sort_keys=True))
+        return 0
+    for name in names:
+        _say("== %s%s" % (name, "" if report[name] else " (not mounted or no Rediaccfile)"))
+        for path, output in report[name].items():
+            _say("-- %s\n%s" % (path, output))
+    return 0
 
 
 def main(argv=None):
@@ -73,9 +99,7 @@ def main(argv=None):
                     return 0
                 time.sleep(options.interval)
         if options.command == "info":
-            record = _app.Repository.from_record(layout, _loopback.ready_record(layout.state_dir, options.name))
-            _say(json.dumps(_app.info(runner, record, dict(os.environ)), indent=2))
-            return 0
+            return _info(runner, layout, options)
         result = _app.converge_app(runner, layout, options.name, state=options.command,
                                    unmount=getattr(options, "unmount", False))
         for path, output in result["outputs"].items():

@@ -45,11 +45,11 @@ def test_same_compose_file_runs_in_both_on_their_own_ips(host):
 
 def test_services_get_ips_in_compose_order_inside_their_26(host):
     network_id = record(host, "alpha")["network_id"]
-    base = network_id  # 127.0.0.0 + networkId
-    expected_web = "127.0.%d.%d" % ((base + 2) // 256, (base + 2) % 256)
-    expected_client = "127.0.%d.%d" % ((base + 3) // 256, (base + 3) % 256)
-    assert service_ip(host, "alpha", "web") == expected_web
-    assert service_ip(host, "alpha", "client") == expected_client
+    table = json.loads(host.file("%s/.rediacc/services.json" % mount(host, "alpha")).content_string)["slots"]
+    assert table["client"] == table["web"] + 1  # compose order within the file
+    for service in ("web", "client", "api"):
+        slot = table[service] + 2 + network_id  # .0 and .1 of the /26 are never given out
+        assert service_ip(host, "alpha", service) == "127.0.%d.%d" % (slot // 256, slot % 256)
 
 
 def test_sibling_reaches_web_by_service_name(host):
@@ -114,7 +114,7 @@ def test_hostile_compose_file_is_refused_and_nothing_starts(host):
 
 def test_unsafe_allows_the_hostile_file(host):
     hostile = "%s/hostile" % mount(host, "alpha")
-    out = host.run("cd %s && renet compose --unsafe -- up -d" % hostile)
+    out = host.run("cd %s && renet compose --unsafe -- up -d escape" % hostile)
     try:
         assert out.rc == 0, out.stderr
         assert container(host, "alpha", "escape")
@@ -180,3 +180,121 @@ def test_tcp_port_is_forwarded_from_outside_to_the_first_claimant(host):
     assert "udp dport 5353 dnat to %s:5353" % service_ip(host, "alpha", "client") in ruleset
     assert "ip daddr 127.0.0.0/8 drop" in ruleset
     assert ruleset.count("dport 8080") == 1  # beta and the fork claim 8080 too: alpha keeps it
+
+
+CONTRACT = "contract/stack"
+
+
+def contract_env(host, name):
+    text = host.file("%s/%s/out/env.txt" % (mount(host, name), CONTRACT)).content_string
+    return dict(line.split("=", 1) for line in text.splitlines())
+
+
+def test_repository_daemon_keeps_everything_inside_the_volume(host):
+    info = json.loads(host.check_output(docker(host, "alpha", "info --format '{{json .}}'")))
+    assert info["DockerRootDir"] == "%s/.rediacc/docker/data" % mount(host, "alpha")
+    assert info["ExperimentalBuild"] is True
+    assert "bridge" not in host.check_output(docker(host, "alpha", "network ls --format '{{.Name}}'")).split()
+
+
+def test_containers_get_their_ip_and_network_id(host):
+    env = host.check_output(docker(host, "alpha", "inspect -f '{{json .Config.Env}}' %s" % container(host, "alpha", "web")))
+    assert "SERVICE_IP=%s" % service_ip(host, "alpha", "web") in json.loads(env)
+    assert "REDIACC_NETWORK_ID=%d" % record(host, "alpha")["network_id"] in json.loads(env)
+
+
+def test_nested_rediaccfile_ran_past_a_failing_command_with_every_service_ip(host):
+    """Two levels down, -f deploy/compose.yaml, `false` before the real work: up() carried on."""
+    env = contract_env(host, "alpha")
+    assert env["API_IP"] == service_ip(host, "alpha", "api")
+    assert env["WEB_IP"] == service_ip(host, "alpha", "web")
+    assert env["FLAKY_IP"] == service_ip(host, "alpha", "flaky")
+    assert env["REDIACC_NETWORK_ID"] == str(record(host, "alpha")["network_id"])
+    assert env["REDIACC_REPOSITORY"] == record(host, "alpha")["guid"]
+    assert env["REDIACC_WORKING_DIR"] == mount(host, "alpha") + "/"
+
+
+def test_user_network_mode_is_overwritten_and_extra_hosts_kept(host):
+    api = container(host, "alpha", "api")
+    assert host.check_output(docker(host, "alpha", "inspect -f '{{.HostConfig.NetworkMode}}' %s" % api)) == "host"
+    hosts = exec_in(host, "alpha", "api", "cat /etc/hosts").stdout
+    assert "192.0.2.10\tmirror.example" in hosts
+    assert "%s\tweb" % service_ip(host, "alpha", "web") in hosts
+
+
+def test_containers_resolve_names_through_the_host_stub_resolver_and_nothing_more(host):
+    out = exec_in(host, "alpha", "client", "nslookup localhost")
+    assert out.rc == 0 and "127.0.0.1" in out.stdout, out.stdout + out.stderr
+    out = exec_in(host, "alpha", "client", "wget -qO- -T 5 http://127.0.0.53:80/")
+    assert out.rc != 0 and "Operation not permitted" in out.stderr
+
+
+def wait_for(host, name, service, wanted, seconds=60):
+    state = ""
+    for _attempt in range(seconds):  # the watchdog passes every 5 s; a deadline, not a speed check
+        state = host.check_output(docker(host, name, "inspect -f '{{.State.Status}}' %s" % container(host, name, service)))
+        if state == wanted:
+            return state
+        time.sleep(1)
+    return state
+
+
+def test_deploy_restart_condition_any_is_restarted_like_always(host):
+    api = container(host, "alpha", "api")
+    host.run_expect([0], docker(host, "alpha", "kill %s" % api))
+    assert wait_for(host, "alpha", "api", "running") == "running"
+
+
+def test_on_failure_limit_is_honoured(host):
+    runs = "%s/%s/deploy/data/runs.txt" % (mount(host, "beta"), CONTRACT)
+    count = 0
+    for _attempt in range(60):
+        count = len(host.file(runs).content_string.split())
+        if count >= 3:
+            break
+        time.sleep(1)
+    time.sleep(12)  # two more watchdog passes: no fourth run
+    assert len(host.file(runs).content_string.split()) == 3
+
+
+def test_a_service_stopped_on_purpose_stays_stopped(host):
+    project = "cd %s/%s && renet compose -- -f deploy/compose.yaml " % (mount(host, "beta"), CONTRACT)
+    host.run_expect([0], project + "stop keeper")
+    time.sleep(12)
+    assert wait_for(host, "beta", "keeper", "exited", seconds=1) == "exited"
+    host.run_expect([0], project + "start keeper")
+    assert wait_for(host, "beta", "keeper", "running") == "running"
+
+
+def test_watchdog_refuses_a_restart_whose_bind_now_leads_outside(host):
+    """dockerd resolves a bind again at every start: a symlink swapped in meanwhile must not reach /etc."""
+    keep = "%s/%s/deploy/keep" % (mount(host, "alpha"), CONTRACT)
+    host.run_expect([0], "mv %s %s.real && ln -s /etc %s" % (keep, keep, keep))
+    try:
+        host.run_expect([0], docker(host, "alpha", "kill %s" % container(host, "alpha", "keeper")))
+        time.sleep(12)
+        assert wait_for(host, "alpha", "keeper", "exited", seconds=1) == "exited"
+        journal = host.check_output("journalctl -u rediacc-watchdog --no-pager -n 50")
+        assert "now resolves to /etc" in journal
+    finally:
+        host.run("rm %s && mv %s.real %s" % (keep, keep, keep))
+    assert wait_for(host, "alpha", "keeper", "running") == "running"
+
+
+def test_hostile_spellings_of_host_paths_are_refused(host):
+    hostile = "%s/hostile" % mount(host, "alpha")
+    host.run_expect([0], "ln -sfn /etc %s/link" % hostile)
+    before = host.check_output(docker(host, "alpha", "ps -aq | wc -l"))
+    out = host.run("cd %s && renet compose -- up -d sneaky" % hostile)
+    assert out.rc == 1
+    for problem in ("service sneaky: cap_add SYS_ADMIN", "security_opt seccomp=unconfined", "userns_mode: host",
+                    "devices", "%s/link/shadow (resolves to /etc/shadow)" % hostile,
+                    "bind mount of /mnt/rediacc/mounts:", "/run/rediacc", "volume hostpath: driver_opts device"):
+        assert problem in out.stderr, problem
+    assert host.check_output(docker(host, "alpha", "ps -aq | wc -l")) == before
+
+
+def test_renet_info_prints_every_info_as_text(host):
+    out = host.check_output("renet info alpha")
+    assert "contract services: api flaky keeper" in out
+    assert json.loads(host.check_output("renet info alpha --json"))

@@ -142,3 +142,26 @@ def test_env_files_and_includes_outside_the_repository_are_refused_before_compos
     assert "env_file ../../h/app/.env: outside" in message  # found through the include
     assert "${HOME}/x.env: a path with variables cannot be checked" in message
     assert "ok.env" not in message and "include base.yaml" not in message
+
+
+def test_a_failing_up_reports_what_was_already_done_and_the_function_decides(tmp_path, fake_runner, monkeypatch):
+    from ansible_collections.lockbox.fleet.plugins.module_utils._errors import LockboxError
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "Rediaccfile").write_text("up() { :; }\n")
+    repo = _app.Repository("app", "g", 6336, str(tmp_path))
+    monkeypatch.setattr(_app, "is_up", lambda runner, repo: False)
+    fake_runner.answer(["bash", "-c"], "started\n")
+    answer = fake_runner.run
+
+    def run(argv, **kwargs):  # the second Rediaccfile's up() exits 4
+        if kwargs["cwd"].endswith("/b"):
+            raise LockboxError("bash failed", cmd=argv, rc=4, stdout="", stderr="db not ready\n")
+        return answer(argv, **kwargs)
+    monkeypatch.setattr(fake_runner, "run", run)
+    with pytest.raises(LockboxError) as err:
+        _app.up(fake_runner, repo, {})
+    assert err.value.msg.startswith("up() of %s/b/Rediaccfile failed (exit 4): db not ready" % tmp_path)
+    assert err.value.actions == [{"action": "up", "detail": "up() of %s/a/Rediaccfile" % tmp_path}]
+    script = fake_runner.calls[0][2]
+    assert script.startswith("source ./Rediaccfile\n") and "set -e" not in script
