@@ -4,7 +4,7 @@
 
 Input is the compose model as ``docker compose config --format json`` prints it (so no
 YAML parser is needed on hosts); output is the model handed back to ``docker compose``
-against the repository's own daemon. Rules (seed 000, "Compose"):
+against the repository's own daemon. Rules (docs/contract.md, docs/applications.md):
 
 - every service runs with ``network_mode: host`` on its own loopback IP in the
   repository's /26; ``ports`` and ``networks`` are dropped (meaningless in host mode);

@@ -1,6 +1,6 @@
 # Copyright: lockbox.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A repository's own dockerd: its daemon.json and systemd unit (on-host contract of seed 000)."""
+"""A repository's own dockerd: its daemon.json and systemd unit (docs/contract.md)."""
 
 from __future__ import annotations
 

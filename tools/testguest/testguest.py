@@ -11,7 +11,7 @@ Used by the Molecule create/destroy playbooks, the demo and the benchmarks:
 
 Each guest boots a throwaway qcow2 overlay on the cached pristine image, so every run
 starts clean. Acceleration: LOCKBOX_ACCEL=tcg (default here: nested KVM is unusable on
-this machine kind, see shared/TESTHOST.md) or kvm on hosts where KVM works.
+this machine kind) or kvm on hosts where KVM works.
 """
 
 import argparse

@@ -1,4 +1,4 @@
-"""Route names and router configurations (seed 000, Service naming and routing)."""
+"""Route names and router configurations (docs/contract.md, names and routes)."""
 
 import json
 
