@@ -19,7 +19,11 @@ import re
 import subprocess
 
 from ansible_collections.lockbox.fleet.plugins.module_utils import _compose, _dockerd, _isolation, _loopback, _state
-from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput, LockboxError, with_actions_taken
+from ansible_collections.lockbox.fleet.plugins.module_utils._errors import (
+    InvalidInput,
+    LockboxError,
+    with_actions_taken,
+)
 
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
 STATE_FILE = ".rediacc.json"
@@ -351,7 +355,7 @@ def repository_services(mount):
     return names
 
 
-def run_function(runner, repo, rediaccfile, function, environ, ips=None):
+def run_function(runner, repo, rediaccfile, function, environ, ips=None):  # noqa: PLR0917 - the lifecycle call
     """Source the Rediaccfile in its directory, as bash does, with REDIACC_*, DOCKER_HOST and {SVC}_IP set.
 
     No ``set -e``: a failing command inside the function does not end it; the function's own

@@ -75,8 +75,8 @@ def _extra_hosts(name, service, ips):
     if isinstance(entries, dict):
         entries = ["%s:%s" % (host, ",".join(ip) if isinstance(ip, list) else ip) for host, ip in entries.items()]
     user = []
-    for entry in entries:
-        entry = str(entry)
+    for item in entries:
+        entry = str(item)
         separator = "=" if "=" in entry else ":"
         host, _found, address = entry.partition(separator)
         if host in ips:

@@ -11,7 +11,7 @@ class LockboxError(Exception):
     ``cmd`` never holds a secret: secrets travel on stdin or in root-only files.
     """
 
-    def __init__(self, msg, cmd=None, rc=None, stdout=None, stderr=None, actions=None):
+    def __init__(self, msg, cmd=None, rc=None, stdout=None, stderr=None, actions=None):  # noqa: PLR0917
         super().__init__(msg)
         self.msg = msg
         self.actions = actions  # what had already been done when it failed (reported, never undone silently)

@@ -106,9 +106,10 @@ def _path_problem(paths, owner, what, written, **kwargs):
 
 def _volume_problems(paths, name, service, top_volumes):
     problems = []
-    for index, volume in enumerate(service.get("volumes") or []):
-        if isinstance(volume, str):  # short syntax (compose config normally expands it)
-            parts = volume.split(":")
+    for index, item in enumerate(service.get("volumes") or []):
+        volume = item
+        if isinstance(item, str):  # short syntax (compose config normally expands it)
+            parts = item.split(":")
             source = parts[0] if len(parts) > 1 else ""
             kind = "bind" if source.startswith((".", "/", "~")) else ("volume" if source else "anonymous")
             volume = {"type": kind, "source": source, "read_only": len(parts) > 2 and "ro" in parts[2].split(",")}
@@ -133,8 +134,8 @@ def _volume_problems(paths, name, service, top_volumes):
 def _named_volume_problems(paths, volumes):
     """Top-level volumes: the local driver, and driver_opts only for a bind inside the mount or tmpfs."""
     problems = []
-    for name, volume in (volumes or {}).items():
-        volume = volume or {}
+    for name, declared in (volumes or {}).items():
+        volume = declared or {}
         driver = volume.get("driver") or "local"
         if driver != "local":
             problems.append("volume %s: driver %s is not allowed (only the local driver)" % (name, driver))
@@ -244,7 +245,7 @@ def service_problems(paths, name, service, services, top_volumes):
         if other[0] == "container" or target not in services:
             problems.append("service %s: volumes_from %s is not a service of this project" % (name, source))
     for written in [e.get("path") if isinstance(e, dict) else e for e in service.get("env_file") or []]:
-        resolved, problem = _path_problem(paths, "service %s" % name, "env_file", str(written or ""),
+        _resolved, problem = _path_problem(paths, "service %s" % name, "env_file", str(written or ""),
                                           read_only=False, whole_tree=False)
         if problem:
             problems.append(problem)

@@ -198,7 +198,8 @@ def test_repository_daemon_keeps_everything_inside_the_volume(host):
 
 
 def test_containers_get_their_ip_and_network_id(host):
-    env = host.check_output(docker(host, "alpha", "inspect -f '{{json .Config.Env}}' %s" % container(host, "alpha", "web")))
+    web = container(host, "alpha", "web")
+    env = host.check_output(docker(host, "alpha", "inspect -f '{{json .Config.Env}}' %s" % web))
     assert "SERVICE_IP=%s" % service_ip(host, "alpha", "web") in json.loads(env)
     assert "REDIACC_NETWORK_ID=%d" % record(host, "alpha")["network_id"] in json.loads(env)
 
@@ -232,7 +233,8 @@ def test_containers_resolve_names_through_the_host_stub_resolver_and_nothing_mor
 def wait_for(host, name, service, wanted, seconds=60):
     state = ""
     for _attempt in range(seconds):  # the watchdog passes every 5 s; a deadline, not a speed check
-        state = host.check_output(docker(host, name, "inspect -f '{{.State.Status}}' %s" % container(host, name, service)))
+        state = host.check_output(docker(host, name, "inspect -f '{{.State.Status}}' %s"
+                                         % container(host, name, service)))
         if state == wanted:
             return state
         time.sleep(1)

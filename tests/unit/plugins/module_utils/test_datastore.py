@@ -34,7 +34,8 @@ def host(tmp_path, monkeypatch):
 
 
 SILENT = (["mkfs.btrfs"], ["systemctl", "daemon-reload"], ["systemctl", "enable"], ["systemctl", "start"],
-          ["systemctl", "stop"], ["systemctl", "disable"], ["losetup", "--set-capacity"], ["btrfs", "filesystem", "resize"],
+          ["systemctl", "stop"], ["systemctl", "disable"], ["losetup", "--set-capacity"],
+          ["btrfs", "filesystem", "resize"],
           ["losetup", "--detach"], ["umount"], ["wipefs"])
 
 
