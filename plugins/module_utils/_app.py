@@ -370,8 +370,8 @@ def run_function(runner, repo, rediaccfile, function, environ, ips=None):  # noq
         result = runner.run(["bash", "-c", script], env=env, cwd=project_dir)
     except LockboxError as exc:
         output = ((exc.stdout or "") + (exc.stderr or "")).strip()
-        raise LockboxError("%s() of %s failed (exit %s)%s" % (function, rediaccfile, exc.rc,
-                                                             ": " + output.splitlines()[-1] if output else ""),
+        last = ": " + output.splitlines()[-1] if output else ""
+        raise LockboxError("%s() of %s failed (exit %s)%s" % (function, rediaccfile, exc.rc, last),
                            cmd=exc.cmd, rc=exc.rc, stdout=exc.stdout, stderr=exc.stderr) from None
     return (result.stdout + result.stderr).strip()
 

@@ -220,9 +220,9 @@ def service_problems(paths, name, service, services, top_volumes):
     allowed_caps = DEFAULT_CAPS | (frozenset(CHECKPOINT_CAPS) if checkpointed else frozenset())
     extra = [c for c in _caps(service.get("cap_add")) if c not in allowed_caps]
     if extra:
+        granted = " and CRIU's" if checkpointed else ", and CRIU's for rediacc.checkpoint=true"
         problems.append("service %s: cap_add %s is not allowed (only Docker's defaults%s)"
-                        % (name, ", ".join(extra), ", and CRIU's for rediacc.checkpoint=true" if not checkpointed
-                                             else " and CRIU's"))
+                        % (name, ", ".join(extra), granted))
     unsafe_opts = [str(o) for o in service.get("security_opt") or [] if str(o) not in SAFE_SECURITY_OPTS]
     if unsafe_opts:
         problems.append("service %s: security_opt %s is not allowed (seccomp, AppArmor and SELinux stay on)"
@@ -246,7 +246,7 @@ def service_problems(paths, name, service, services, top_volumes):
             problems.append("service %s: volumes_from %s is not a service of this project" % (name, source))
     for written in [e.get("path") if isinstance(e, dict) else e for e in service.get("env_file") or []]:
         _resolved, problem = _path_problem(paths, "service %s" % name, "env_file", str(written or ""),
-                                          read_only=False, whole_tree=False)
+                                           read_only=False, whole_tree=False)
         if problem:
             problems.append(problem)
     problems += _volume_problems(paths, name, service, top_volumes)

@@ -77,7 +77,6 @@ def test_recorded_slots_never_move_when_services_are_added_or_removed():
     assert out["services"]["db"]["environment"]["SERVICE_IP"] == "127.0.11.3"
 
 
-
 @pytest.mark.parametrize(("deploy", "policy"), [
     ({"condition": "any"}, "always"), ({}, "always"), ({"condition": "none"}, None),
     ({"condition": "on-failure", "max_attempts": 3}, "on-failure:3"), ({"condition": "on-failure"}, "on-failure")])
