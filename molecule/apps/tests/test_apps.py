@@ -106,8 +106,8 @@ def test_hostile_compose_file_is_refused_and_nothing_starts(host):
     before = host.check_output(docker(host, "alpha", "ps -aq | wc -l"))
     out = host.run("cd %s/hostile && renet compose -- up -d" % mount(host, "alpha"))
     assert out.rc == 1
-    for problem in ("privileged: true", "pid: host", "ipc: host", "system path /", "system path /etc",
-                    "system path /var/run/docker.sock", "--unsafe"):
+    for problem in ("privileged: true", "pid: host", "ipc: host", "bind mount of /:", "bind mount of /etc:",
+                    "bind mount of /var/run/docker.sock", "--unsafe"):
         assert problem in out.stderr
     assert host.check_output(docker(host, "alpha", "ps -aq | wc -l")) == before
 
