@@ -64,3 +64,20 @@ def test_integration_target_left_nothing_behind(host):
 def test_kernel_modules_load_at_boot(host):
     assert host.file("/etc/modules-load.d/lockbox.conf").contains("dm_crypt")
     assert host.check_output("lsmod | awk '{print $1}' | grep -x dm_crypt") == "dm_crypt"
+
+
+def test_kernel_modules_are_loaded_after_reboot(host):
+    # Nothing has opened a LUKS volume since the reboot: dm_crypt is there only because
+    # /etc/modules-load.d/lockbox.conf loaded it at boot.
+    listed = [line for line in host.file("/etc/modules-load.d/lockbox.conf").content_string.splitlines()
+              if line and not line.startswith("#")]
+    assert listed == ["loop", "btrfs", "dm_crypt"]
+    for module in ("loop", "btrfs", "dm_crypt"):
+        assert host.file("/sys/module/%s" % module).is_directory, module
+
+
+def test_criu_is_ready_for_checkpoints(host):
+    assert host.run("criu --version").rc == 0
+    lines = [line for line in host.file("/etc/criu/runc.conf").content_string.splitlines()
+             if line and not line.startswith("#")]
+    assert lines == ["tcp-established"]
