@@ -14,10 +14,15 @@ import statistics
 import sys
 import time
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _app, _compose, _repo
-from ansible_collections.lockbox.fleet.plugins.module_utils._runner import Runner
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.runner import Runner
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import btrfs_fork as _btrfs_fork
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import luks_repo as _luks_repo
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_app as _repo_app
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_info as _repo_info
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repository as _repository
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules import compose as _compose
 
-KEY = _repo.Key(os.urandom(32).hex().encode(), "key")
+KEY = _repository.Key(os.urandom(32).hex().encode(), "key")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 SERVICES = 2
 
@@ -48,37 +53,37 @@ def answering(network_id, timeout=300.0):
 
 
 def record(layout, runner, name):
-    return _repo.info(layout, runner, name)[0]
+    return _repo_info.info(runner, layout, name)[0]
 
 
 def up_from_closed(layout, runner, name):
-    _app.converge_app(runner, layout, name, state="down", unmount=True)
+    _repo_app.converge_app(runner, layout, name, state="down", unmount=True)
     started = time.monotonic()
-    result = _app.converge_app(runner, layout, name, state="up", key=KEY)
+    result = _repo_app.converge_app(runner, layout, name, state="up", key=KEY)
     answering(record(layout, runner, name)["network_id"])
     return (time.monotonic() - started) * 1000, [a["action"] for a in result["actions"]]
 
 
 def fork_to_answering(layout, runner, name, tag):
     started = time.monotonic()
-    _repo.fork_repo(layout, runner, name, tag, opened=True, key=KEY)
+    _btrfs_fork.fork_repo(runner, layout, name, tag, opened=True, key=KEY)
     fork = "%s:%s" % (name, tag)
-    _app.converge_app(runner, layout, fork, state="up", key=KEY)
+    _repo_app.converge_app(runner, layout, fork, state="up", key=KEY)
     answering(record(layout, runner, fork)["network_id"])
     elapsed = (time.monotonic() - started) * 1000
-    _app.converge_app(runner, layout, fork, state="down", unmount=True)
-    _repo.converge_repo(layout, runner, fork, state="absent", force=True)
+    _repo_app.converge_app(runner, layout, fork, state="down", unmount=True)
+    _luks_repo.converge_repo(runner, layout, fork, state="absent", force=True)
     return elapsed
 
 
 def main():
-    layout, runner = _repo.Layout(), Runner()
+    layout, runner = _repository.Layout(), Runner()
     name = "bench-app"
-    _repo.converge_repo(layout, runner, name, state="opened", size="1G", key=KEY)
+    _luks_repo.converge_repo(runner, layout, name, state="opened", size="1G", key=KEY)
     mount = record(layout, runner, name)["mount_path"]
     shutil.copytree("/opt/lockbox/app", os.path.join(mount, "app"), dirs_exist_ok=True)
     started = time.monotonic()
-    _app.converge_app(runner, layout, name, state="up", key=KEY)
+    _repo_app.converge_app(runner, layout, name, state="up", key=KEY)
     answering(record(layout, runner, name)["network_id"])
     log("first up (image import included): %.0f ms" % ((time.monotonic() - started) * 1000))
     ups, forks = [], []
@@ -93,8 +98,8 @@ def main():
     print(json.dumps({"up_from_closed_ms": statistics.median(ups), "up_all": ups,
                       "fork_to_answering_ms": statistics.median(forks), "fork_all": forks,
                       "services": SERVICES}, indent=2))
-    _app.converge_app(runner, layout, name, state="down", unmount=True)
-    _repo.converge_repo(layout, runner, name, state="absent", force=True)
+    _repo_app.converge_app(runner, layout, name, state="down", unmount=True)
+    _luks_repo.converge_repo(runner, layout, name, state="absent", force=True)
 
 
 if __name__ == "__main__":

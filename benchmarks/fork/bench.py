@@ -15,10 +15,13 @@ import subprocess
 import sys
 import time
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _repo
-from ansible_collections.lockbox.fleet.plugins.module_utils._runner import Runner
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.runner import Runner
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import btrfs_fork as _btrfs_fork
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import luks_repo as _luks_repo
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_info as _repo_info
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repository as _repository
 
-KEY = _repo.Key(os.urandom(32).hex().encode(), "key")
+KEY = _repository.Key(os.urandom(32).hex().encode(), "key")
 GIB = 1024 ** 3
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CASES = [("1GiB", 1, 50_000), ("16GiB", 16, 250_000)]
@@ -69,19 +72,19 @@ def fork_once(layout, runner, parent, tag):
     try:
         time.sleep(0.5)
         started = time.monotonic()
-        result = _repo.fork_repo(layout, runner, parent["name"], tag, opened=True, key=KEY)
+        result = _btrfs_fork.fork_repo(runner, layout, parent["name"], tag, opened=True, key=KEY)
         whole = (time.monotonic() - started) * 1000
     finally:
         writer.terminate()
         writer.wait()
     if not result["repository"]["mounted"]:
         raise RuntimeError("the fork is not mounted: %r" % result)
-    _repo.converge_repo(layout, runner, result["repository"]["name"], state="absent", force=True)
+    _luks_repo.converge_repo(runner, layout, result["repository"]["name"], state="absent", force=True)
     return result["timings_ms"], whole
 
 
 def measure(layout, runner, name, label):
-    parent = next(r for r in _repo.info(layout, runner, name))
+    parent = next(r for r in _repo_info.info(runner, layout, name))
     steps, wholes = [], []
     for round_ in range(ROUNDS):
         timings, whole = fork_once(layout, runner, parent, "bench%d" % round_)
@@ -100,23 +103,23 @@ def measure(layout, runner, name, label):
 def open_time(layout, runner, name):
     times, steps = [], []
     for _round in range(ROUNDS):
-        _repo.converge_repo(layout, runner, name, state="closed")
+        _luks_repo.converge_repo(runner, layout, name, state="closed")
         started = time.monotonic()
-        result = _repo.converge_repo(layout, runner, name, state="opened", key=KEY)
+        result = _luks_repo.converge_repo(runner, layout, name, state="opened", key=KEY)
         times.append((time.monotonic() - started) * 1000)
         steps.append(result["timings_ms"])
     return statistics.median(times), times, steps
 
 
 def main():
-    layout = _repo.Layout()
+    layout = _repository.Layout()
     runner = Runner()
     rows = []
     for label, gib, writes in CASES:
         name = "bench-%s" % label.lower()
         log("%s: create and write" % label)
-        _repo.converge_repo(layout, runner, name, state="opened", size="%dG" % (gib + 2), key=KEY)
-        mount = layout.mount(_repo.info(layout, runner, name)[0]["guid"])
+        _luks_repo.converge_repo(runner, layout, name, state="opened", size="%dG" % (gib + 2), key=KEY)
+        mount = layout.mount(_repo_info.info(runner, layout, name)[0]["guid"])
         write_data(mount, gib)
         rows.append(measure(layout, runner, name, "%s fresh" % label))
         fragment(mount, writes)
@@ -133,7 +136,7 @@ def main():
                       "open_steps_ms": open_steps},
                      indent=2))
     for label, _gib, _writes in CASES:
-        _repo.converge_repo(layout, runner, "bench-%s" % label.lower(), state="absent", force=True)
+        _luks_repo.converge_repo(runner, layout, "bench-%s" % label.lower(), state="absent", force=True)
 
 
 if __name__ == "__main__":

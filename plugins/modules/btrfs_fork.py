@@ -97,7 +97,8 @@ timings_ms:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _module, _repo
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import btrfs_fork as _btrfs_fork
+from ansible_collections.lockbox.fleet.plugins.module_utils._front import module as _module
 
 
 def main():
@@ -111,10 +112,7 @@ def main():
         mutually_exclusive=_module.KEY_EXCLUSIVE,
         supports_check_mode=True,
     )
-    params = module.params
-    _module.run(module, lambda runner: _repo.fork_repo(
-        _module.layout(params), runner, params["parent"], params["tag"], opened=params["opened"],
-        key=_module.key(params), force=params["force"], check_mode=module.check_mode))
+    _module.run(module, _btrfs_fork.run)
 
 
 if __name__ == "__main__":

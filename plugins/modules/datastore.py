@@ -150,7 +150,8 @@ datastore:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _datastore, _module
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import datastore as _datastore
+from ansible_collections.lockbox.fleet.plugins.module_utils._front import module as _module
 
 ARGUMENT_SPEC = dict(
     path=dict(type="path", default=_datastore.DEFAULT_PATH),
@@ -164,16 +165,7 @@ ARGUMENT_SPEC = dict(
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    params = module.params
-
-    def converge(runner):
-        spec = _datastore.Spec(
-            path=params["path"], state=params["state"],
-            pool_file=None if params["device"] else params["pool_file"],
-            device=params["device"], size=params["size"], force=params["force"])
-        return _datastore.run(spec, runner, check_mode=module.check_mode)
-
-    _module.run(module, converge)
+    _module.run(module, _datastore.run)
 
 
 if __name__ == "__main__":

@@ -77,8 +77,9 @@ network:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _loopback, _module
-from ansible_collections.lockbox.fleet.plugins.module_utils._state import DEFAULT_STATE_DIR
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import loopback_net as _loopback_net
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet.state import DEFAULT_STATE_DIR
+from ansible_collections.lockbox.fleet.plugins.module_utils._front import module as _module
 
 
 def main():
@@ -90,10 +91,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    params = module.params
-    _module.run(module, lambda runner: _loopback.converge_network(
-        runner, params["name"], state=params["state"], state_dir=params["state_dir"],
-        check_mode=module.check_mode))
+    _module.run(module, _loopback_net.run)
 
 
 if __name__ == "__main__":

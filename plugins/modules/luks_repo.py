@@ -130,7 +130,8 @@ timings_ms:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _module, _repo
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import luks_repo as _luks_repo
+from ansible_collections.lockbox.fleet.plugins.module_utils._front import module as _module
 
 
 def main():
@@ -145,11 +146,7 @@ def main():
         mutually_exclusive=_module.KEY_EXCLUSIVE,
         supports_check_mode=True,
     )
-    params = module.params
-    _module.run(module, lambda runner: _repo.converge_repo(
-        _module.layout(params), runner, params["name"], state=params["state"], size=params["size"],
-        key=_module.key(params), force=params["force"], orphan_forks=params["orphan_forks"],
-        check_mode=module.check_mode))
+    _module.run(module, _luks_repo.run)
 
 
 if __name__ == "__main__":

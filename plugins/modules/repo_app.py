@@ -97,7 +97,8 @@ urls:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _app, _module
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_app as _repo_app
+from ansible_collections.lockbox.fleet.plugins.module_utils._front import module as _module
 
 
 def main():
@@ -113,11 +114,7 @@ def main():
         mutually_exclusive=_module.KEY_EXCLUSIVE,
         supports_check_mode=True,
     )
-    params = module.params
-    _module.run(module, lambda runner: _app.converge_app(
-        runner, _module.layout(params), params["name"], state=params["state"], key=_module.key(params),
-        unmount=params["unmount"], run_info=params["info"], machine=params["machine"],
-        base_domain=params["base_domain"], check_mode=module.check_mode))
+    _module.run(module, _repo_app.run)
 
 
 if __name__ == "__main__":

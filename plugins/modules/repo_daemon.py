@@ -70,7 +70,8 @@ daemon:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _dockerd, _module
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
+from ansible_collections.lockbox.fleet.plugins.module_utils._front import module as _module
 
 
 def main():
@@ -81,9 +82,7 @@ def main():
             **_module.LAYOUT_ARGS),
         supports_check_mode=True,
     )
-    params = module.params
-    _module.run(module, lambda runner: _dockerd.converge_daemon(
-        runner, _module.layout(params), params["name"], state=params["state"], check_mode=module.check_mode))
+    _module.run(module, _repo_daemon.run)
 
 
 if __name__ == "__main__":

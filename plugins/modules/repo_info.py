@@ -74,7 +74,8 @@ repositories:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _module, _repo
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_info as _repo_info
+from ansible_collections.lockbox.fleet.plugins.module_utils._front import module as _module
 
 
 def main():
@@ -82,11 +83,7 @@ def main():
         argument_spec=dict(name=dict(type="str"), **_module.LAYOUT_ARGS),
         supports_check_mode=True,
     )
-    params = module.params
-    _module.run(module, lambda runner: {
-        "changed": False,
-        "repositories": _repo.info(_module.layout(params), runner, params["name"]),
-    })
+    _module.run(module, _repo_info.run)
 
 
 if __name__ == "__main__":

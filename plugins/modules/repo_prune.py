@@ -44,13 +44,13 @@ actions:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _module, _repo
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_prune as _repo_prune
+from ansible_collections.lockbox.fleet.plugins.module_utils._front import module as _module
 
 
 def main():
     module = AnsibleModule(argument_spec=dict(**_module.LAYOUT_ARGS), supports_check_mode=True)
-    _module.run(module, lambda runner: _repo.prune(_module.layout(module.params), runner,
-                                                   check_mode=module.check_mode))
+    _module.run(module, _repo_prune.run)
 
 
 if __name__ == "__main__":

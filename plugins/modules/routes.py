@@ -72,18 +72,9 @@ routes:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _module, _routes
-from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput
-from ansible_collections.lockbox.fleet.plugins.module_utils._state import DEFAULT_STATE_DIR
-
-
-def _sync(runner, params, check_mode):
-    settings = _routes.load_settings(params["router_config"])
-    if settings is None:
-        raise InvalidInput("%s does not exist: set the host up with the lockbox.fleet.router role first"
-                           % params["router_config"])
-    changed, table = _routes.sync(runner, params["state_dir"], settings, check_mode=check_mode)
-    return dict(table, changed=changed)
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import routes as _routes
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet.state import DEFAULT_STATE_DIR
+from ansible_collections.lockbox.fleet.plugins.module_utils._front import module as _module
 
 
 def main():
@@ -94,7 +85,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    _module.run(module, lambda runner: _sync(runner, module.params, module.check_mode))
+    _module.run(module, _routes.run)
 
 
 if __name__ == "__main__":

@@ -39,8 +39,8 @@ class FakeRunner:
             self.answer(prefix)
 
     def run(self, argv, stdin=None, ok_rcs=(0,), env=None, cwd=None):
-        from ansible_collections.lockbox.fleet.plugins.module_utils._errors import LockboxError
-        from ansible_collections.lockbox.fleet.plugins.module_utils._runner import CommandResult
+        from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
+        from ansible_collections.lockbox.fleet.plugins.module_utils._core.runner import CommandResult
         argv = [str(a) for a in argv]
         self.calls.append(argv)
         self.stdins.append(stdin)

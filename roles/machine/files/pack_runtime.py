@@ -2,7 +2,8 @@
 
 Runs on the control node. The zip is byte-for-byte the same for the same sources (fixed
 timestamps, sorted entries), so copying it to hosts is idempotent.
-Usage: pack_runtime.py MODULE_UTILS_DIR OUTPUT_ZIP
+Usage: pack_runtime.py MODULE_UTILS_DIR OUTPUT_ZIP VERSION
+The collection version it was packed from travels inside (renet --version prints it).
 """
 
 import os
@@ -11,24 +12,32 @@ import zipfile
 
 PACKAGE = "ansible_collections/lockbox/fleet/plugins/module_utils"
 STAMP = (2020, 1, 1, 0, 0, 0)
+VERSION = "unknown"
 
 
 def main(source, output):
-    names = sorted(n for n in os.listdir(source) if n.endswith(".py"))
+    """Every .py file under ``source`` (subpackages included), as the package tree Python imports."""
+    found = []
+    for directory, subdirs, files in os.walk(source):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith((".", "__pycache__")))
+        relative = os.path.relpath(directory, source)
+        found += [os.path.normpath(os.path.join(relative, n)) for n in files if n.endswith(".py")]
     temporary = output + ".tmp"
     with zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
         parts = PACKAGE.split("/")
         for depth in range(1, len(parts) + 1):
             archive.writestr(zipfile.ZipInfo("/".join(parts[:depth]) + "/__init__.py", STAMP), "")
-        for name in names:
+        for name in sorted(found):
             if name == "__init__.py":
                 continue
             with open(os.path.join(source, name), "rb") as handle:
                 info = zipfile.ZipInfo("%s/%s" % (PACKAGE, name), STAMP)
                 info.compress_type = zipfile.ZIP_DEFLATED
                 archive.writestr(info, handle.read())
+        archive.writestr(zipfile.ZipInfo("%s/_front/VERSION" % PACKAGE, STAMP), VERSION + "\n")
     os.replace(temporary, output)
 
 
 if __name__ == "__main__":
+    VERSION = sys.argv[3] if len(sys.argv) > 3 else "unknown"
     main(sys.argv[1], sys.argv[2])

@@ -4,7 +4,9 @@ import json
 
 import pytest
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _app
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import project as _project
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_app as _repo_app
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import watchdog as _watchdog
 
 
 @pytest.mark.parametrize(("args", "expected"), [
@@ -15,7 +17,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils import _app
     ([], ([], [])),
 ])
 def test_split_compose_args(args, expected):
-    assert _app.split_compose_args(args) == expected
+    assert _project.split_compose_args(args) == expected
 
 
 def test_service_order_follows_the_file_not_the_alphabet(tmp_path):
@@ -36,15 +38,15 @@ volumes:
   data: {}
 """
     (tmp_path / "compose.yaml").write_text(text)
-    assert _app.service_order(str(tmp_path / "compose.yaml")) == ["web", "db", "api-v2"]
-    assert _app.ordered_services([], ["b", "a"]) == ["a", "b"]
+    assert _project.service_order(str(tmp_path / "compose.yaml")) == ["web", "db", "api-v2"]
+    assert _project.ordered_services([], ["b", "a"]) == ["a", "b"]
     (tmp_path / "broken.yaml").write_text("services: [\n")
-    assert _app.service_order(str(tmp_path / "broken.yaml")) == []
+    assert _project.service_order(str(tmp_path / "broken.yaml")) == []
 
 
 def test_env_names_are_shell_safe():
-    assert _app.env_name("web") == "WEB_IP"
-    assert _app.env_name("api-v2.internal") == "API_V2_INTERNAL_IP"
+    assert _project.env_name("web") == "WEB_IP"
+    assert _project.env_name("api-v2.internal") == "API_V2_INTERNAL_IP"
 
 
 def test_parse_containers_reads_exit_codes_and_empty_labels():
@@ -54,7 +56,7 @@ def test_parse_containers_reads_exit_codes_and_empty_labels():
         {"id": "b2", "name": "adhoc", "state": "running", "status": "Up 2 minutes",
          "service": "", "project_dir": "", "service_ip": "", "service_port": ""},
     ]
-    found = _app.parse_containers("\n".join(json.dumps(line) for line in lines) + "\n")
+    found = _project.parse_containers("\n".join(json.dumps(line) for line in lines) + "\n")
     assert found[0]["exit_code"] == 137 and found[0]["service"] == "web"
     assert found[1]["exit_code"] is None and found[1]["service"] is None
 
@@ -66,20 +68,20 @@ def test_parse_containers_reads_exit_codes_and_empty_labels():
     ("no", "exited", 1, False), (None, "exited", 1, False),
 ])
 def test_watchdog_policy(policy, state, code, restart):
-    assert _app.needs_restart(policy, {"state": state, "exit_code": code}) is restart
+    assert _watchdog.needs_restart(policy, {"state": state, "exit_code": code}) is restart
 
 
 def test_routes_for_repositories_and_forks():
-    repo = _app.Repository("marketing", "g", 6336, "/m")
+    repo = _project.Repository("marketing", "g", 6336, "/m")
     found = [{"service": "myapp", "service_port": "8080"}, {"service": "db", "service_port": None}]
-    assert _app.routes_of(repo, found, "server-1", "example.com") == ["https://myapp.marketing.server-1.example.com"]
-    fork = _app.Repository("marketing:staging", "h", 6400, "/n")
-    assert _app.routes_of(fork, found, "server-1", "example.com", parent="marketing", tag="staging") == \
+    assert _repo_app.routes_of(repo, found, "server-1", "example.com") == ["https://myapp.marketing.server-1.example.com"]
+    fork = _project.Repository("marketing:staging", "h", 6400, "/n")
+    assert _repo_app.routes_of(fork, found, "server-1", "example.com", parent="marketing", tag="staging") == \
         ["https://myapp-fork-staging.marketing.server-1.example.com"]
 
 
 def test_repository_environment_keeps_the_on_host_contract():
-    env = _app.Repository("app", "0b6f", 6336, "/mnt/rediacc/mounts/0b6f").environment()
+    env = _project.Repository("app", "0b6f", 6336, "/mnt/rediacc/mounts/0b6f").environment()
     assert env["REDIACC_WORKING_DIR"] == "/mnt/rediacc/mounts/0b6f/"
     assert env["REDIACC_NETWORK_ID"] == "6336" and env["REDIACC_REPOSITORY"] == "0b6f"
     assert env["DOCKER_HOST"] == "unix:///var/run/rediacc/docker-6336.sock"
@@ -89,20 +91,20 @@ def test_rediaccfiles_anywhere_parents_first_hidden_and_deep_ones_skipped(tmp_pa
     for sub in ("", "web", "a/b", "a/b/c/d", "a/b/c/d/e", ".rediacc", ".git/x", "z"):
         (tmp_path / sub).mkdir(parents=True, exist_ok=True)
         (tmp_path / sub / "Rediaccfile").write_text("up() { :; }\n")
-    found = _app.rediaccfiles(str(tmp_path))
+    found = _project.rediaccfiles(str(tmp_path))
     assert found == [str(tmp_path / sub / "Rediaccfile") for sub in ("", "a/b", "a/b/c/d", "web", "z")]
-    before = _app.fingerprint(str(tmp_path))
+    before = _project.fingerprint(str(tmp_path))
     (tmp_path / "web" / "compose.yaml").write_text("services: {}\n")
-    assert _app.fingerprint(str(tmp_path)) != before
+    assert _project.fingerprint(str(tmp_path)) != before
 
 
 def test_a_symlinked_rediaccfile_is_refused(tmp_path):
     (tmp_path / "elsewhere").write_text("up() { :; }\n")
     (tmp_path / "web").mkdir()
     (tmp_path / "web" / "Rediaccfile").symlink_to(tmp_path / "elsewhere")
-    from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput
+    from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput
     with pytest.raises(InvalidInput, match="web/Rediaccfile is not a regular file"):
-        _app.rediaccfiles(str(tmp_path))
+        _project.rediaccfiles(str(tmp_path))
 
 
 def test_slots_are_repository_wide_and_never_move(tmp_path):
@@ -110,18 +112,18 @@ def test_slots_are_repository_wide_and_never_move(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "compose.other.yaml").write_text("services: {worker: {image: c}, web: {image: a}}\n")
     (tmp_path / "sub" / "notes.yaml").write_text("services: {ignored: {}}\n")
-    repo = _app.Repository("app", "g", 6336, str(tmp_path))
-    assert _app.mount_slots(repo) == {"web": 0, "db": 1, "worker": 2}
-    assert _app.service_environment(repo, _app.mount_slots(repo)) == {
+    repo = _project.Repository("app", "g", 6336, str(tmp_path))
+    assert _project.mount_slots(repo) == {"web": 0, "db": 1, "worker": 2}
+    assert _project.service_environment(repo, _project.mount_slots(repo)) == {
         "WEB_IP": "127.0.24.194", "DB_IP": "127.0.24.195", "WORKER_IP": "127.0.24.196"}
     (tmp_path / "compose.yaml").write_text("services: {cache: {image: a}, db: {image: b}}\n")
-    assert _app.claim_slots(str(tmp_path), ["cache", "db"]) == {"web": 0, "db": 1, "worker": 2, "cache": 3}
+    assert _project.claim_slots(str(tmp_path), ["cache", "db"]) == {"web": 0, "db": 1, "worker": 2, "cache": 3}
 
 
 @pytest.mark.parametrize(("policy", "attempts", "restart"), [
     ("on-failure:3", 2, True), ("on-failure:3", 3, False), ("on-failure", 50, True), ("always", 99, True)])
 def test_watchdog_honours_on_failure_limits(policy, attempts, restart):
-    assert _app.needs_restart(policy, {"state": "exited", "exit_code": 1}, attempts) is restart
+    assert _watchdog.needs_restart(policy, {"state": "exited", "exit_code": 1}, attempts) is restart
 
 
 def test_env_files_and_includes_outside_the_repository_are_refused_before_compose_reads_them(tmp_path):
@@ -133,10 +135,10 @@ def test_env_files_and_includes_outside_the_repository_are_refused_before_compos
     (mount / "app" / "compose.yaml").write_text(
         "include: [{path: base.yaml}]\n"
         "services:\n  a:\n    image: x\n    env_file: [ok.env, {path: /etc/shadow}, '${HOME}/x.env']\n")
-    repo = _app.Repository("app", "g", 6336, str(mount))
-    from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput
+    repo = _project.Repository("app", "g", 6336, str(mount))
+    from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput
     with pytest.raises(InvalidInput) as err:
-        _app.check_referenced_files(repo, [str(mount / "app" / "compose.yaml")])
+        _project.check_referenced_files(repo, [str(mount / "app" / "compose.yaml")])
     message = err.value.msg
     assert "env_file /etc/shadow: outside the repository's mount" in message
     assert "env_file ../../h/app/.env: outside" in message  # found through the include
@@ -145,12 +147,12 @@ def test_env_files_and_includes_outside_the_repository_are_refused_before_compos
 
 
 def test_a_failing_up_reports_what_was_already_done_and_the_function_decides(tmp_path, fake_runner, monkeypatch):
-    from ansible_collections.lockbox.fleet.plugins.module_utils._errors import LockboxError
+    from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
     for sub in ("a", "b"):
         (tmp_path / sub).mkdir()
         (tmp_path / sub / "Rediaccfile").write_text("up() { :; }\n")
-    repo = _app.Repository("app", "g", 6336, str(tmp_path))
-    monkeypatch.setattr(_app, "is_up", lambda runner, repo: False)
+    repo = _project.Repository("app", "g", 6336, str(tmp_path))
+    monkeypatch.setattr(_repo_app, "is_up", lambda runner, repo: False)
     fake_runner.answer(["bash", "-c"], "started\n")
     answer = fake_runner.run
 
@@ -160,7 +162,7 @@ def test_a_failing_up_reports_what_was_already_done_and_the_function_decides(tmp
         return answer(argv, **kwargs)
     monkeypatch.setattr(fake_runner, "run", run)
     with pytest.raises(LockboxError) as err:
-        _app.up(fake_runner, repo, {})
+        _repo_app.up(fake_runner, repo, {})
     assert err.value.msg.startswith("up() of %s/b/Rediaccfile failed (exit 4): db not ready" % tmp_path)
     assert err.value.actions == [{"action": "up", "detail": "up() of %s/a/Rediaccfile" % tmp_path}]
     script = fake_runner.calls[0][2]

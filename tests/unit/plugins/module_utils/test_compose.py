@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _compose
-from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules import compose as _compose
 
 APP = {
     "name": "app",

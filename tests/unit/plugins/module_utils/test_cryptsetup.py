@@ -2,8 +2,8 @@
 
 import pytest
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _cryptsetup
-from ansible_collections.lockbox.fleet.plugins.module_utils._errors import LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import cryptsetup as _cryptsetup
 
 from ...conftest import FakeRunner, fixture_text
 

@@ -4,8 +4,9 @@ import os
 
 import pytest
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _datastore, _systemd
-from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput, LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput, LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import datastore as _datastore
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import systemd as _systemd
 
 from ...conftest import FakeRunner, fixture_text
 
@@ -75,7 +76,7 @@ def loop_points_at(runner, pool):
 def test_create_plans_every_step_and_check_mode_changes_nothing(host):
     runner = fresh_runner()
     spec = _datastore.Spec("/mnt/rediacc", pool_file=host["pool"], size="1G")
-    result = _datastore.run(spec, runner, check_mode=True)
+    result = _datastore.converge_datastore(runner, spec, check_mode=True)
     assert result["changed"] is True
     assert [a["action"] for a in result["actions"]] == [
         "create-pool-file", "format", "write-unit", "enable-unit", "mount"]
@@ -91,7 +92,7 @@ def test_create_plans_every_step_and_check_mode_changes_nothing(host):
 def test_create_applies_in_order_with_exact_argv(host):
     runner = fresh_runner()
     spec = _datastore.Spec("/mnt/rediacc", pool_file=host["pool"], size="1G")
-    _datastore.run(spec, runner)
+    _datastore.converge_datastore(runner, spec)
     observing = ("findmnt", "blkid", "losetup")
     changing = [c for c in runner.calls if c[:2] != ["systemctl", "show"] and c[0] not in observing]
     assert host["allocated"] == [(host["pool"], GIB)]
@@ -111,7 +112,7 @@ def test_converged_datastore_plans_nothing(host):
     runner = mounted_runner()
     loop_points_at(runner, host["pool"])
     spec = _datastore.Spec("/mnt/rediacc", pool_file=host["pool"], size="1G")
-    result = _datastore.run(spec, runner)
+    result = _datastore.converge_datastore(runner, spec)
     assert result["changed"] is False and result["actions"] == []
     assert result["datastore"]["free"] == 949616640
     assert result["datastore"]["size"] == GIB
@@ -122,10 +123,10 @@ def test_grow_plans_file_loop_and_filesystem(host):
     runner = mounted_runner()
     loop_points_at(runner, host["pool"])
     spec = _datastore.Spec("/mnt/rediacc", pool_file=host["pool"], size="1.5G")
-    result = _datastore.run(spec, runner, check_mode=True)
+    result = _datastore.converge_datastore(runner, spec, check_mode=True)
     assert [a["action"] for a in result["actions"]] == ["grow-pool-file", "refresh-loop", "grow-filesystem"]
     runner.calls.clear()
-    _datastore.run(spec, runner)
+    _datastore.converge_datastore(runner, spec)
     assert ["losetup", "--set-capacity", "/dev/loop0"] in runner.calls
     assert ["btrfs", "filesystem", "resize", "max", "/mnt/rediacc"] in runner.calls
     assert host["allocated"] == [(host["pool"], 1610612736)]
@@ -137,12 +138,12 @@ def test_interrupted_grow_is_finished_by_a_rerun(host):
     runner = mounted_runner(loop_size=GIB)
     loop_points_at(runner, host["pool"])
     spec = _datastore.Spec("/mnt/rediacc", pool_file=host["pool"], size="1.5G")
-    result = _datastore.run(spec, runner, check_mode=True)
+    result = _datastore.converge_datastore(runner, spec, check_mode=True)
     assert [a["action"] for a in result["actions"]] == ["refresh-loop", "grow-filesystem"]
     # The loop device grew too: only the filesystem is left (btrfs reports slack).
     runner = mounted_runner("btrfs_usage_slack.txt", loop_size=1610612736)
     loop_points_at(runner, host["pool"])
-    result = _datastore.run(spec, runner, check_mode=True)
+    result = _datastore.converge_datastore(runner, spec, check_mode=True)
     assert [a["action"] for a in result["actions"]] == ["grow-filesystem"]
 
 
@@ -152,7 +153,7 @@ def test_shrink_is_refused_before_any_change(host):
     loop_points_at(runner, host["pool"])
     spec = _datastore.Spec("/mnt/rediacc", pool_file=host["pool"], size="1G")
     with pytest.raises(InvalidInput, match="shrinking is refused"):
-        _datastore.run(spec, runner)
+        _datastore.converge_datastore(runner, spec)
     assert all(c[0] in ("systemctl", "findmnt", "blkid", "losetup", "btrfs", "lsblk") for c in runner.calls)
     assert not any(c[:2] == ["btrfs", "filesystem"] and c[2] != "usage" for c in runner.calls)
 
@@ -162,10 +163,10 @@ def test_absent_needs_force_and_then_removes_everything(host):
     runner = mounted_runner()
     loop_points_at(runner, host["pool"])
     with pytest.raises(InvalidInput, match="force=true"):
-        _datastore.run(_datastore.Spec("/mnt/rediacc", pool_file=host["pool"], state="absent"), runner)
+        _datastore.converge_datastore(runner, _datastore.Spec("/mnt/rediacc", pool_file=host["pool"], state="absent"))
     assert os.path.exists(host["pool"])
     spec = _datastore.Spec("/mnt/rediacc", pool_file=host["pool"], state="absent", force=True)
-    result = _datastore.run(spec, runner)
+    result = _datastore.converge_datastore(runner, spec)
     assert [a["action"] for a in result["actions"]] == ["unmount", "disable-unit", "remove-unit", "delete-pool-file"]
     assert ["systemctl", "stop", "mnt-rediacc.mount"] in runner.calls
     assert not os.path.exists(host["pool"])
@@ -174,7 +175,7 @@ def test_absent_needs_force_and_then_removes_everything(host):
 
 def test_absent_on_a_clean_host_is_unchanged_without_force(host):
     spec = _datastore.Spec("/mnt/rediacc", pool_file=host["pool"], state="absent")
-    assert _datastore.run(spec, fresh_runner())["changed"] is False
+    assert _datastore.converge_datastore(fresh_runner(), spec)["changed"] is False
 
 
 def test_foreign_filesystem_is_never_formatted(host):
@@ -183,7 +184,7 @@ def test_foreign_filesystem_is_never_formatted(host):
     runner = fresh_runner()
     runner.answer(["blkid"], fixture_text("blkid_ext4_device.txt"))
     with pytest.raises(LockboxError, match="holds a ext4 filesystem"):
-        _datastore.run(_datastore.Spec("/mnt/rediacc", pool_file=host["pool"], size="1G"), runner)
+        _datastore.converge_datastore(runner, _datastore.Spec("/mnt/rediacc", pool_file=host["pool"], size="1G"))
     assert not any(c[0] == "mkfs.btrfs" for c in runner.calls)
 
 
@@ -192,7 +193,7 @@ def test_mount_point_used_by_something_else_is_refused(host):
     runner = mounted_runner()
     runner.answer(["losetup", "--list"], '{"loopdevices": []}')
     with pytest.raises(LockboxError, match="not from"):
-        _datastore.run(_datastore.Spec("/mnt/rediacc", pool_file=host["pool"], size="1G"), runner)
+        _datastore.converge_datastore(runner, _datastore.Spec("/mnt/rediacc", pool_file=host["pool"], size="1G"))
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -1,12 +1,12 @@
 import json
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _dockerd
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
 
 MOUNT = "/mnt/rediacc/mounts/0b6f3c2e-8f5d-4d8e-9a57-2f1f0f4c1a11"
 
 
 def test_daemon_json_keeps_the_on_host_contract():
-    config = json.loads(_dockerd.render_config(MOUNT, 6336))
+    config = json.loads(_repo_daemon.render_config(MOUNT, 6336))
     assert config["hosts"] == ["unix:///var/run/rediacc/docker-6336.sock"]
     assert config["data-root"] == MOUNT + "/.rediacc/docker/data"
     assert config["bridge"] == "none" and config["iptables"] is False and config["experimental"] is True
@@ -15,7 +15,7 @@ def test_daemon_json_keeps_the_on_host_contract():
 
 
 def test_unit_needs_the_mount_and_names_the_config():
-    unit = _dockerd.unit_content(MOUNT, 6336, "/etc/rediacc/docker-6336.json")
+    unit = _repo_daemon.unit_content(MOUNT, 6336, "/etc/rediacc/docker-6336.json")
     assert "RequiresMountsFor=%s\n" % MOUNT in unit
     assert "ExecStart=/usr/sbin/dockerd --config-file /etc/rediacc/docker-6336.json\n" in unit
-    assert _dockerd.unit_name(6336) == "rediacc-docker-6336.service"
+    assert _repo_daemon.unit_name(6336) == "rediacc-docker-6336.service"

@@ -10,7 +10,8 @@ import struct
 
 import pytest
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _bpf, _loopback
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import loopback_net as _loopback_net
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import bpf as _bpf
 
 
 def run(program, family, ip, port=8080):  # noqa: PLR0912 - an interpreter is one branch per opcode
@@ -61,8 +62,8 @@ def run(program, family, ip, port=8080):  # noqa: PLR0912 - an interpreter is on
 
 
 def programs(kind, network_id=6336, slot=0):
-    found = _loopback.repository_programs(network_id) if kind == "repo" else \
-        _loopback.service_programs(network_id, slot)
+    found = _loopback_net.repository_programs(network_id) if kind == "repo" else \
+        _loopback_net.service_programs(network_id, slot)
     return {p.attach: p for p in found}
 
 
@@ -71,11 +72,11 @@ SERVICE = programs("service", slot=1)  # 127.0.24.195
 
 
 def test_addresses_of_a_repository():
-    assert _loopback.address(6336, 1) == "127.0.24.193"
-    assert _loopback.address(6336, 2) == "127.0.24.194"
-    assert _loopback.slice_cgroup("rediacc-6336-s1.slice", "/cg") == \
+    assert _loopback_net.address(6336, 1) == "127.0.24.193"
+    assert _loopback_net.address(6336, 2) == "127.0.24.194"
+    assert _loopback_net.slice_cgroup("rediacc-6336-s1.slice", "/cg") == \
         "/cg/rediacc.slice/rediacc-6336.slice/rediacc-6336-s1.slice"
-    assert _loopback.repository_slice(6336) == "rediacc-6336.slice"
+    assert _loopback_net.repository_slice(6336) == "rediacc-6336.slice"
 
 
 @pytest.mark.parametrize(("ip", "after"), [
@@ -148,15 +149,15 @@ def test_chain_service_then_repository_as_the_kernel_runs_them():
 
 
 def test_program_names_fit_the_kernel_limit_for_the_largest_ids():
-    for program in _loopback.service_programs(32704, 60) + _loopback.repository_programs(32704):
+    for program in _loopback_net.service_programs(32704, 60) + _loopback_net.repository_programs(32704):
         assert len(program.name) < _bpf.PROG_NAME_LEN
-        assert program.name.startswith(_loopback.NAME_PREFIX)
+        assert program.name.startswith(_loopback_net.NAME_PREFIX)
     with pytest.raises(ValueError):
         _bpf.Program("x" * 16, "bind4", [(_bpf.EXIT, 0, 0, 0, 0)])
 
 
 def test_programs_differ_per_repository_and_service():
-    codes = {p.bytecode for p in _loopback.repository_programs(6336) + _loopback.repository_programs(6400)}
+    codes = {p.bytecode for p in _loopback_net.repository_programs(6336) + _loopback_net.repository_programs(6400)}
     assert len(codes) == 12
     assert programs("service", slot=0)["bind4"].bytecode != programs("service", slot=1)["bind4"].bytecode
 

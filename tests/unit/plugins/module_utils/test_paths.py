@@ -1,7 +1,7 @@
 import pytest
 
-from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput
-from ansible_collections.lockbox.fleet.plugins.module_utils._paths import check_absolute_path
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules.paths import check_absolute_path
 
 
 @pytest.mark.parametrize("path, expected", [

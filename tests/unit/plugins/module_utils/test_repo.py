@@ -4,8 +4,10 @@ import os
 
 import pytest
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _btrfs, _repo
-from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import luks_repo as _luks_repo
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repository as _repository
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import btrfs as _btrfs
 
 from ...conftest import FakeRunner
 
@@ -17,8 +19,8 @@ PASSPHRASE = "correct horse battery staple"
 def host(tmp_path, monkeypatch):
     datastore = tmp_path / "datastore"
     (datastore / "repositories").mkdir(parents=True)
-    layout = _repo.Layout(str(datastore), state_dir=str(tmp_path / "state"))
-    monkeypatch.setattr(_repo.Layout, "check_datastore", lambda self: None)
+    layout = _repository.Layout(str(datastore), state_dir=str(tmp_path / "state"))
+    monkeypatch.setattr(_repository.Layout, "check_datastore", lambda self: None)
     # Subvolumes become plain directories; everything else is a recorded command.
     monkeypatch.setattr(_btrfs, "subvolume_create", lambda runner, path: (os.mkdir(path),
                                                                           runner.run(["btrfs", "subvolume", "create",
@@ -42,8 +44,8 @@ def no_secret_in_argv(runner, *secrets):
 
 def test_create_runs_exact_commands_and_keeps_the_key_on_stdin(host):
     layout, runner = host
-    key = _repo.key_from(key=SECRET)
-    result = _repo.converge_repo(layout, runner, "marketing", state="present", size="256M", key=key)
+    key = _repository.key_from(key=SECRET)
+    result = _luks_repo.converge_repo(runner, layout, "marketing", state="present", size="256M", key=key)
     assert [a["action"] for a in result["actions"]] == [
         "record", "create-subvolume", "create-image", "format", "ready"]
     guid = result["repository"]["guid"]
@@ -72,8 +74,8 @@ def test_create_runs_exact_commands_and_keeps_the_key_on_stdin(host):
 
 def test_check_mode_plans_without_touching_anything(host):
     layout, runner = host
-    result = _repo.converge_repo(layout, runner, "marketing", state="opened", size="1G",
-                                 key=_repo.key_from(passphrase=PASSPHRASE), check_mode=True)
+    result = _luks_repo.converge_repo(runner, layout, "marketing", state="opened", size="1G",
+                                      key=_repository.key_from(passphrase=PASSPHRASE), check_mode=True)
     assert [a["action"] for a in result["actions"]] == [
         "record", "create-subvolume", "create-image", "format", "ready", "open", "mount"]
     assert os.listdir(layout.repositories) == []
@@ -84,7 +86,8 @@ def test_check_mode_plans_without_touching_anything(host):
 
 def test_passphrase_formats_with_argon2id_and_never_reaches_argv(host):
     layout, runner = host
-    _repo.converge_repo(layout, runner, "notes", state="present", size="64M", key=_repo.key_from(passphrase=PASSPHRASE))
+    _luks_repo.converge_repo(runner, layout, "notes", state="present", size="64M",
+                             key=_repository.key_from(passphrase=PASSPHRASE))
     luks_format = next(c for c in runner.calls if c[:2] == ["cryptsetup", "luksFormat"])
     assert ["--pbkdf", "argon2id"] == luks_format[5:7]
     no_secret_in_argv(runner, PASSPHRASE, "correct", "staple")
@@ -92,9 +95,9 @@ def test_passphrase_formats_with_argon2id_and_never_reaches_argv(host):
 
 def test_second_repository_gets_the_next_network_id(host):
     layout, runner = host
-    key = _repo.key_from(key=SECRET)
-    _repo.converge_repo(layout, runner, "a", state="present", size="64M", key=key)
-    second = _repo.converge_repo(layout, runner, "b", state="present", size="64M", key=key)
+    key = _repository.key_from(key=SECRET)
+    _luks_repo.converge_repo(runner, layout, "a", state="present", size="64M", key=key)
+    second = _luks_repo.converge_repo(runner, layout, "b", state="present", size="64M", key=key)
     assert second["repository"]["network_id"] == 2880
 
 
@@ -111,7 +114,7 @@ def test_second_repository_gets_the_next_network_id(host):
 def test_bad_input_changes_nothing(host, kwargs, message):
     layout, runner = host
     with pytest.raises(InvalidInput) as err:
-        _repo.converge_repo(layout, runner, key=_repo.key_from(key=SECRET), **kwargs)
+        _luks_repo.converge_repo(runner, layout, key=_repository.key_from(key=SECRET), **kwargs)
     assert message in err.value.msg
     assert os.listdir(layout.repositories) == []
     assert not any(c[0] in ("cryptsetup", "btrfs", "mkfs.ext4") for c in runner.calls)
@@ -119,16 +122,16 @@ def test_bad_input_changes_nothing(host, kwargs, message):
 
 def test_key_sources(tmp_path):
     with pytest.raises(InvalidInput, match="only one"):
-        _repo.key_from(key="a", passphrase="b")
+        _repository.key_from(key="a", passphrase="b")
     loose = tmp_path / "loose.key"
     loose.write_bytes(b"k" * 64)
     loose.chmod(0o644)
     with pytest.raises(InvalidInput, match="mode 0600"):
-        _repo.key_from(key_file=str(loose))
+        _repository.key_from(key_file=str(loose))
     loose.chmod(0o600)
-    key = _repo.key_from(key_file=str(loose))
+    key = _repository.key_from(key_file=str(loose))
     assert key.material == b"k" * 64 and key.kind == "key"
     assert "k" * 8 not in repr(key)
     with pytest.raises(InvalidInput, match="does not exist"):
-        _repo.key_from(key_file=str(tmp_path / "missing"))
-    assert _repo.key_from() is None
+        _repository.key_from(key_file=str(tmp_path / "missing"))
+    assert _repository.key_from() is None

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _routes
-from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import routes as _routes
 
 ROUTES = [{"host": "myapp.marketing.server-1.example.com", "upstream": "127.0.24.194:8080"},
           {"host": "myapp-fork-staging.marketing.server-1.example.com", "upstream": "127.0.25.2:8080"}]
@@ -50,7 +50,7 @@ def test_ports_label_parsing():
 
 
 def test_forward_ruleset_dnats_declared_ports_and_guards_loopback():
-    from ansible_collections.lockbox.fleet.plugins.module_utils import _nft
+    from ansible_collections.lockbox.fleet.plugins.module_utils._tools import nft as _nft
     text = _nft.forward_ruleset([{"protocol": "tcp", "port": 5432, "address": "127.0.24.195"},
                                  {"protocol": "udp", "port": 53, "address": "127.0.24.196"}])
     assert text.startswith("table ip lockbox_forward\ndelete table ip lockbox_forward\n")
@@ -61,7 +61,7 @@ def test_forward_ruleset_dnats_declared_ports_and_guards_loopback():
 
 def test_forward_ruleset_is_loaded_once(tmp_path, fake_runner):
     fake_runner.silent(["nft", "-f", "-"])
-    from ansible_collections.lockbox.fleet.plugins.module_utils import _nft
+    from ansible_collections.lockbox.fleet.plugins.module_utils._tools import nft as _nft
     ruleset = _nft.forward_ruleset([{"protocol": "tcp", "port": 5432, "address": "127.0.24.195"}])
     localnet = tmp_path / "route_localnet"
     localnet.write_text("0\n")

@@ -1,7 +1,7 @@
 import pytest
 
-from ansible_collections.lockbox.fleet.plugins.module_utils._errors import LockboxError
-from ansible_collections.lockbox.fleet.plugins.module_utils._runner import Runner
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.runner import Runner
 
 
 class RecordingModule:

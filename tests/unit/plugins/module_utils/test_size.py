@@ -1,7 +1,7 @@
 import pytest
 
-from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput
-from ansible_collections.lockbox.fleet.plugins.module_utils._size import format_size, parse_size, round_up
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules.size import format_size, parse_size, round_up
 
 GIB = 1024 ** 3
 

@@ -3,8 +3,8 @@ import os
 
 import pytest
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _state
-from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput, LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput, LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
 
 
 @pytest.mark.parametrize("name", ["marketing", "a", "db-1.prod_2", "marketing:staging", "a:b:c", "x" * 64])

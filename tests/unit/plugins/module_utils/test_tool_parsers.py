@@ -2,8 +2,12 @@
 
 import pytest
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _btrfs, _findmnt, _losetup, _lsblk, _systemd
-from ansible_collections.lockbox.fleet.plugins.module_utils._errors import LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import btrfs as _btrfs
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import findmnt as _findmnt
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import losetup as _losetup
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import lsblk as _lsblk
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import systemd as _systemd
 
 from ...conftest import FakeRunner, fixture_text
 
@@ -97,5 +101,5 @@ def test_mount_unit_names_match_systemd_escape():
 
 
 def test_ext4_size_from_tune2fs():
-    from ansible_collections.lockbox.fleet.plugins.module_utils import _e2fs
+    from ansible_collections.lockbox.fleet.plugins.module_utils._tools import e2fs as _e2fs
     assert _e2fs.parse_superblock(fixture_text("tune2fs_repo.txt")) == 61440 * 4096

@@ -25,9 +25,9 @@ import copy
 import ipaddress
 import os
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _isolation
-from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput
-from ansible_collections.lockbox.fleet.plugins.module_utils._state import LOOPBACK
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet.state import LOOPBACK
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules import isolation as _isolation
 
 # .0 (network), .1 (reserved) and .63 (broadcast) of each /26 are never given out.
 FIRST_SLOT_OFFSET = 2

@@ -13,11 +13,15 @@ from __future__ import annotations
 import os
 import posixpath
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _btrfs, _findmnt, _losetup, _lsblk, _systemd
-from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput, LockboxError
-from ansible_collections.lockbox.fleet.plugins.module_utils._paths import check_absolute_path
-from ansible_collections.lockbox.fleet.plugins.module_utils._plan import Action
-from ansible_collections.lockbox.fleet.plugins.module_utils._size import MIB, format_size, parse_size, round_up
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput, LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.plan import Action
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules.paths import check_absolute_path
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules.size import MIB, format_size, parse_size, round_up
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import btrfs as _btrfs
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import findmnt as _findmnt
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import losetup as _losetup
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import lsblk as _lsblk
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import systemd as _systemd
 
 DEFAULT_PATH = "/mnt/rediacc"
 DEFAULT_POOL_FILE = "/var/lib/rediacc/datastore.pool"
@@ -279,7 +283,7 @@ def _allocate(path, size):
         os.close(fd)
 
 
-def run(spec, runner, check_mode=False):
+def converge_datastore(runner, spec, check_mode=False):
     """Observe, plan, apply (unless check mode) and report. Returns the result dict."""
     before = Observed(spec, runner)
     actions = plan(spec, before, runner)
@@ -308,3 +312,11 @@ def _predict(spec, current):
     if spec.state == "absent":
         return {"state": "absent", "size": None, "mounted": False, "unit_enabled": False}
     return {"state": "present", "size": spec.size or current["size"], "mounted": True, "unit_enabled": True}
+
+
+def run(runner, params, check_mode=False):
+    """Entry point of lockbox.fleet.datastore."""
+    spec = Spec(path=params["path"], state=params["state"],
+                pool_file=None if params.get("device") else params.get("pool_file"),
+                device=params.get("device"), size=params.get("size"), force=params.get("force", False))
+    return converge_datastore(runner, spec, check_mode=check_mode)

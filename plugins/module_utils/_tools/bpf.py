@@ -15,7 +15,7 @@ import os
 import platform
 import struct
 
-from ansible_collections.lockbox.fleet.plugins.module_utils._errors import LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
 
 # bpf(2) commands
 PROG_LOAD = 5

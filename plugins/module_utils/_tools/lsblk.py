@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from ansible_collections.lockbox.fleet.plugins.module_utils._text import key_values
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.text import key_values
 
 
 def parse_lsblk(text):

@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 import posixpath
 
-from ansible_collections.lockbox.fleet.plugins.module_utils._files import read_text, write_atomic
-from ansible_collections.lockbox.fleet.plugins.module_utils._text import key_values
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.files import read_text, write_atomic
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.text import key_values
 
 UNIT_DIR = "/etc/systemd/system"
 _UNIT_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:_.")

@@ -18,12 +18,15 @@ import os
 import re
 import subprocess
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _compose, _dockerd, _isolation, _loopback, _state
-from ansible_collections.lockbox.fleet.plugins.module_utils._errors import (
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import (
     InvalidInput,
     LockboxError,
-    with_actions_taken,
 )
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import loopback_net as _loopback_net
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules import compose as _compose
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules import isolation as _isolation
 
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
 STATE_FILE = ".rediacc.json"
@@ -190,7 +193,7 @@ class Repository:
     def environment(self):
         return {"REDIACC_WORKING_DIR": self.mount.rstrip("/") + "/", "REDIACC_NETWORK_ID": str(self.network_id),
                 "REDIACC_REPOSITORY": self.guid, "REDIACC_REPOSITORY_NAME": self.name,
-                "DOCKER_HOST": _dockerd.docker_host(self.network_id)}
+                "DOCKER_HOST": _repo_daemon.docker_host(self.network_id)}
 
 
 def repository_for(layout, environ, cwd):
@@ -261,8 +264,8 @@ def render(runner, repo, project_dir, global_args, environ, *, unsafe):
     out, slots, restart = _compose.rewrite(model, repo.network_id, slots, mount=repo.mount,
                                            project_dir=project_dir, unsafe=unsafe)
     for name, service in out["services"].items():
-        # The service's slice: where its address rewrite applies (see _loopback).
-        service["cgroup_parent"] = _loopback.service_slice(repo.network_id, slots[name])
+        # The service's slice: where its address rewrite applies (see _loopback_net).
+        service["cgroup_parent"] = _loopback_net.service_slice(repo.network_id, slots[name])
     return out, slots, restart, env
 
 
@@ -282,9 +285,9 @@ def compose(runner, layout, args, environ, cwd, *, unsafe=False, exec_=subproces
     restarts = dict(previous.get("restarts") or {})
     named = [c for c in command[1:] if not c.startswith("-")]
     if creating:
-        _loopback.ensure_guard(runner, repo.network_id)
+        _loopback_net.ensure_guard(runner, repo.network_id)
         for slot in sorted(set(slots.values())):
-            _loopback.converge_service(runner, repo.network_id, slot)
+            _loopback_net.converge_service(runner, repo.network_id, slot)
         stopped -= set(named or slots)
         for service in named or slots:
             restarts.pop(service, None)  # on-failure:N counts again from here
@@ -418,250 +421,5 @@ def parse_containers(text):
 
 def containers(runner, network_id):
     template = "{" + ",".join('"%s":{{json %s}}' % item for item in CONTAINER_FIELDS.items()) + "}"
-    return parse_containers(runner.run(["docker", "-H", _dockerd.docker_host(network_id), "ps", "-a",
+    return parse_containers(runner.run(["docker", "-H", _repo_daemon.docker_host(network_id), "ps", "-a",
                                         "--no-trunc", "--format", template], env=NO_DOCKER_CONFIG).stdout)
-
-
-# ---------------------------------------------------------------------------------------
-# watchdog
-
-
-def needs_restart(policy, container, attempts=0):
-    """Docker's restart rules, applied by the watchdog (restart policies are stripped for CRIU)."""
-    if container["state"] != "exited":
-        return False
-    if policy in ("always", "unless-stopped"):
-        return True
-    if policy and policy.startswith("on-failure"):
-        limit = policy.partition(":")[2]
-        if limit.isdigit() and int(limit) > 0 and attempts >= int(limit):
-            return False
-        return container["exit_code"] not in (0, None)
-    return False
-
-
-def _mounts_still_inside(runner, network_id, container, mount):
-    """Every bind of the container still resolves to where it was checked: dockerd resolves it again at start."""
-    out = runner.run(["docker", "-H", _dockerd.docker_host(network_id), "inspect", "--format",
-                      "{{json .Mounts}}", container["id"]], env=NO_DOCKER_CONFIG).stdout
-    paths = _isolation.HostPaths(mount, container["project_dir"])
-    for item in json.loads(out or "[]") or []:
-        if item.get("Type") != "bind":
-            continue
-        resolved, why = paths.judge(item.get("Source") or "", read_only=not item.get("RW", True))
-        if why or resolved != item.get("Source"):
-            raise InvalidInput("not started: its bind mount %s now resolves to %s (%s)"
-                               % (item.get("Source"), resolved, why or "a symbolic link appeared on the way"))
-
-
-def _mounts_by_network_id(state_dir, layout):
-    found = {}
-    for record in _state.HostState(state_dir).all():
-        found[record["network_id"]] = layout.mount(record["guid"])
-    return found
-
-
-def watchdog_pass(runner, layout, socket_dir=_dockerd.SOCKET_DIR):
-    """Start the stopped containers of every running repository daemon per their saved policy."""
-    restarted = []
-    try:
-        sockets = sorted(os.listdir(socket_dir))
-    except FileNotFoundError:
-        return restarted
-    mounts = _mounts_by_network_id(layout.state_dir, layout)
-    for entry in sockets:
-        match = re.match(r"docker-(\d+)\.sock$", entry)
-        if not match or int(match.group(1)) not in mounts:
-            continue
-        network_id = int(match.group(1))
-        try:
-            found = containers(runner, network_id)
-        except LockboxError:
-            continue  # a daemon that is stopping or starting: next pass
-        for container in found:
-            # Containers a fork inherited from its parent carry the parent's networkId and slice:
-            # they are never started here (repo up removes them).
-            if not container["project_dir"] or not container["service"] or \
-                    container.get("network_id") != str(network_id):
-                continue
-            try:
-                state = load_project_state(container["project_dir"])
-                policy = (state.get("restart") or {}).get(container["service"])
-                attempts = (state.get("restarts") or {}).get(container["service"], 0)
-                if container["service"] in (state.get("stopped") or []) or \
-                        not needs_restart(policy, container, attempts):
-                    continue
-                _mounts_still_inside(runner, network_id, container, mounts[network_id])
-                if policy.startswith("on-failure"):
-                    state.setdefault("restarts", {})[container["service"]] = attempts + 1
-                    save_project_state(container["project_dir"], state)
-                runner.run(["docker", "-H", _dockerd.docker_host(network_id), "start", container["id"]],
-                           env=NO_DOCKER_CONFIG)
-                restarted.append({"network_id": network_id, "container": container["name"], "policy": policy})
-            except (LockboxError, OSError, ValueError) as exc:
-                # One container that cannot start must not stop the watchdog for everyone else.
-                restarted.append({"network_id": network_id, "container": container["name"],
-                                  "error": getattr(exc, "msg", str(exc))})
-    return restarted
-
-
-def remove_inherited(runner, repo, check_mode=False):
-    """Remove containers whose networkId is not this repository's (a fork inherits its parent's)."""
-    foreign = [c for c in containers(runner, repo.network_id)
-               if c.get("network_id") and c["network_id"] != str(repo.network_id)]
-    if foreign and not check_mode:
-        runner.run(["docker", "-H", _dockerd.docker_host(repo.network_id), "rm", "-f",
-                    *[c["id"] for c in foreign]], env=NO_DOCKER_CONFIG)
-    return [c["name"] for c in foreign]
-
-
-# ---------------------------------------------------------------------------------------
-# repo up / down (the repo_app module and ``renet up|down``)
-
-
-def _read_stamp(mount):
-    try:
-        with open(os.path.join(mount, UP_STAMP)) as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return None
-
-
-def is_up(runner, repo):
-    """up() ran for the current Rediaccfiles, the daemon answers and no container has failed."""
-    stamp = _read_stamp(repo.mount)
-    if not stamp or stamp.get("fingerprint") != fingerprint(repo.mount):
-        return False
-    if _dockerd.server_version(runner, repo.network_id) is None:
-        return False
-    return all(c["state"] == "running" or (c["state"] == "exited" and c["exit_code"] == 0)
-               for c in containers(runner, repo.network_id))
-
-
-def routes_of(repo, found, machine, base_domain, *, parent=None, tag=None):
-    """URLs of the services labelled rediacc.service_port (the naming rule lives in _routes)."""
-    from ansible_collections.lockbox.fleet.plugins.module_utils import _routes
-    record = {"name": repo.name, "parent": parent, "tag": tag}
-    return sorted({"https://" + _routes.route_host(c["service"], record, machine, base_domain)
-                   for c in found if c.get("service_port") and c.get("service")})
-
-
-def up(runner, repo, environ, check_mode=False):
-    """Run up() of every Rediaccfile unless the repository is already up; returns (changed, outputs)."""
-    if is_up(runner, repo):
-        return False, {}
-    outputs = {}
-    if not check_mode:
-        ips = service_environment(repo, mount_slots(repo))
-        for rediaccfile in rediaccfiles(repo.mount):
-            try:
-                outputs[rediaccfile] = run_function(runner, repo, rediaccfile, "up", environ, ips)
-            except LockboxError as exc:
-                raise with_actions_taken(exc, [{"action": "up", "detail": "up() of %s" % path}
-                                               for path in outputs]) from None
-        path = os.path.join(repo.mount, UP_STAMP)
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        with open(path, "w") as handle:
-            json.dump({"fingerprint": fingerprint(repo.mount)}, handle)
-    return True, outputs
-
-
-def down(runner, repo, environ, check_mode=False):
-    """Run down() of every Rediaccfile (in reverse order) while the daemon answers."""
-    outputs = {}
-    if _dockerd.server_version(runner, repo.network_id) is None:
-        return False, outputs
-    if not check_mode:
-        ips = service_environment(repo, mount_slots(repo))
-        for rediaccfile in reversed(rediaccfiles(repo.mount)):
-            outputs[rediaccfile] = run_function(runner, repo, rediaccfile, "down", environ, ips)
-        try:
-            os.unlink(os.path.join(repo.mount, UP_STAMP))
-        except FileNotFoundError:
-            pass
-    return True, outputs
-
-
-def info(runner, repo, environ):
-    ips = service_environment(repo, mount_slots(repo))
-    return {path: run_function(runner, repo, path, "info", environ, ips) for path in rediaccfiles(repo.mount)}
-
-
-class _Lifecycle:
-    """One repo up or down: the steps of each layer, reported with the layer's name."""
-
-    def __init__(self, runner, layout, name, environ, check_mode):
-        self.runner, self.layout, self.name, self.check_mode = runner, layout, name, check_mode
-        self.environ = environ
-        self.record = _loopback.ready_record(layout.state_dir, name)
-        self.repo = Repository.from_record(layout, self.record)
-        self.actions, self.outputs = [], {}
-
-    def note(self, step, result):
-        self.actions.extend(dict(a, action="%s:%s" % (step, a["action"])) for a in result["actions"])
-
-    def add(self, action, detail):
-        self.actions.append({"action": action, "detail": detail})
-
-    def up(self, key):
-        from ansible_collections.lockbox.fleet.plugins.module_utils import _repo  # the volume layer
-        runner, layout, name, check_mode, repo = self.runner, self.layout, self.name, self.check_mode, self.repo
-        self.note("volume", _repo.converge_repo(layout, runner, name, state="opened", key=key, check_mode=check_mode))
-        self.note("network", _loopback.converge_network(runner, name, state="present", state_dir=layout.state_dir,
-                                                        check_mode=check_mode))
-        if check_mode and not os.path.ismount(repo.mount):
-            self.add("daemon:start", "start the repository's dockerd")
-            self.add("up", "run up() of every Rediaccfile")
-            return
-        self.note("daemon", _dockerd.converge_daemon(runner, layout, name, state="started", check_mode=check_mode))
-        inherited = remove_inherited(runner, repo, check_mode=check_mode) \
-            if _dockerd.server_version(runner, repo.network_id) else []
-        if inherited:
-            self.add("remove-inherited", "remove %d container(s) of another networkId (inherited from the "
-                     "parent): %s" % (len(inherited), ", ".join(inherited)))
-        changed, self.outputs = up(runner, repo, self.environ, check_mode=check_mode)
-        if changed:
-            self.add("up", "run up() of %d Rediaccfile(s)" % len(rediaccfiles(repo.mount)))
-
-    def down(self, unmount):
-        from ansible_collections.lockbox.fleet.plugins.module_utils import _repo  # the volume layer
-        if os.path.ismount(self.repo.mount):
-            changed, self.outputs = down(self.runner, self.repo, self.environ, check_mode=self.check_mode)
-            if changed:
-                self.add("down", "run down() of every Rediaccfile")
-            self.note("daemon", _dockerd.converge_daemon(self.runner, self.layout, self.name, state="stopped",
-                                                         check_mode=self.check_mode))
-        if unmount:
-            self.note("volume", _repo.converge_repo(self.layout, self.runner, self.name, state="closed",
-                                                    check_mode=self.check_mode))
-
-
-def converge_app(runner, layout, name, *, state, key=None, unmount=False, run_info=False, machine="",
-                 base_domain="", check_mode=False, environ=None):
-    """repo up (state=up) / repo down (state=down) of repository ``name``."""
-    from ansible_collections.lockbox.fleet.plugins.module_utils import _routes
-
-    if state not in ("up", "down"):
-        raise InvalidInput("state must be up or down, got %r" % (state,))
-    run = _Lifecycle(runner, layout, name, dict(os.environ if environ is None else environ), check_mode)
-    try:
-        if state == "up":
-            run.up(key)
-        else:
-            run.down(unmount)
-    except LockboxError as exc:
-        raise with_actions_taken(exc, run.actions) from None
-    found = containers(runner, run.repo.network_id) if state == "up" and not check_mode else []
-    # The router (if this host has one) follows at once, not at the watchdog's next pass.
-    router = _routes.load_settings()
-    if router and not check_mode:
-        _routes.sync(runner, layout.state_dir, router)
-    if router and not machine:
-        machine, base_domain = router["machine"], router["base_domain"]
-    if run_info and found:
-        run.outputs.update({"info:" + k: v for k, v in info(runner, run.repo, run.environ).items()})
-    record = run.record
-    parent, tag = (record["parent"], record.get("tag")) if record.get("parent") else (None, None)
-    urls = routes_of(run.repo, found, machine, base_domain, parent=parent, tag=tag) if machine and base_domain else []
-    return {"changed": bool(run.actions), "actions": run.actions, "outputs": run.outputs, "containers": found,
-            "urls": urls}

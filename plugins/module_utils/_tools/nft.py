@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.lockbox.fleet.plugins.module_utils._files import read_text, write_atomic
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.files import read_text, write_atomic
 
 TABLE = "lockbox_forward"
 APPLIED = "/run/rediacc/forward.nft"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput
 
 _UNITS = "KMGTPE"
 _SIZE_RE = re.compile(r"^\s*(?P<num>[0-9]+(?:\.[0-9]+)?)\s*(?P<unit>[KMGTPE]?)(?P<suffix>iB|B)?\s*$", re.IGNORECASE)

@@ -8,10 +8,12 @@ import json
 import os
 import time
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _findmnt, _loopback, _systemd
-from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput, LockboxError
-from ansible_collections.lockbox.fleet.plugins.module_utils._files import read_text, write_atomic
-from ansible_collections.lockbox.fleet.plugins.module_utils._plan import Action
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput, LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.files import read_text, write_atomic
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.plan import Action
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import loopback_net as _loopback_net
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import findmnt as _findmnt
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import systemd as _systemd
 
 SOCKET_DIR = "/var/run/rediacc"
 CONFIG_DIR = "/etc/rediacc/docker"
@@ -45,7 +47,7 @@ def daemon_config(mount, network_id, socket_dir=SOCKET_DIR):
         "shutdown-timeout": 60,
         "exec-opts": ["native.cgroupdriver=systemd"],
         # Its containers live in the repository's slice, where loopback_net's guard applies.
-        "cgroup-parent": _loopback.repository_slice(network_id),
+        "cgroup-parent": _loopback_net.repository_slice(network_id),
         # Several daemons may share a system containerd: keep their objects apart.
         "containerd-namespace": "rediacc-%d" % network_id,
         "containerd-plugins-namespace": "rediacc-%d-plugins" % network_id,
@@ -158,7 +160,7 @@ def converge_daemon(runner, layout, name, *, state, check_mode=False, config_dir
     """started / stopped / absent for the dockerd of repository ``name``."""
     if state not in ("started", "stopped", "absent"):
         raise InvalidInput("state must be started, stopped or absent, got %r" % (state,))
-    daemon = _Daemon(runner, layout, _loopback.ready_record(layout.state_dir, name), config_dir)
+    daemon = _Daemon(runner, layout, _loopback_net.ready_record(layout.state_dir, name), config_dir)
     if state == "started":
         if _findmnt.mount_at(runner, daemon.mount) is None:
             raise InvalidInput("%s is not mounted at %s: open it first (lockbox.fleet.luks_repo state=opened)"
@@ -213,3 +215,10 @@ def _unlink(path):
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def run(runner, params, check_mode=False):
+    """Entry point of lockbox.fleet.repo_daemon."""
+    from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repository as _repository
+    return converge_daemon(runner, _repository.layout_of(params), params["name"], state=params["state"],
+                           check_mode=check_mode)

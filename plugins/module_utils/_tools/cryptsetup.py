@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from ansible_collections.lockbox.fleet.plugins.module_utils._errors import LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
 
 KEY_FROM_STDIN = "--key-file=-"
 # A machine-generated random key has full entropy: a slow KDF adds nothing but time.

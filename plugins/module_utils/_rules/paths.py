@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import posixpath
 
-from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput
 
 # Kernel and system trees that must never become a datastore, mount point or image.
 SYSTEM_TREES = ("/proc", "/sys", "/dev", "/run", "/boot", "/etc", "/usr", "/bin", "/sbin",

@@ -33,8 +33,12 @@ import posixpath
 import socket
 import struct
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _bpf, _state
-from ansible_collections.lockbox.fleet.plugins.module_utils._bpf import (
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput, LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.plan import Action
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet.state import LOOPBACK, subnet
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import bpf as _bpf
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools.bpf import (
     AND32_K,
     CTX_USER_IP4,
     CTX_USER_IP6,
@@ -50,9 +54,6 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._bpf import (
     STX_W,
     u32_of,
 )
-from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput, LockboxError
-from ansible_collections.lockbox.fleet.plugins.module_utils._plan import Action
-from ansible_collections.lockbox.fleet.plugins.module_utils._state import LOOPBACK, subnet
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 REPOSITORY_ADDRESS_OFFSET = 1   # .1 of the /26: binds of processes outside any service
@@ -355,3 +356,9 @@ def removal_steps(runner, network_id, bpf=None):
              for _slot, service in _service_slices(network_id)]
     return [*steps, ("detach", "detach the guard programs from %s" % repo_slice, cgroup.clear),
             ("stop-slice", "stop %s" % repo_slice, lambda: runner.run(["systemctl", "stop", repo_slice]))]
+
+
+def run(runner, params, check_mode=False):
+    """Entry point of lockbox.fleet.loopback_net."""
+    return converge_network(runner, params["name"], state=params["state"],
+                            state_dir=params.get("state_dir") or _state.DEFAULT_STATE_DIR, check_mode=check_mode)

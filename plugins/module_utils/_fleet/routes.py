@@ -15,9 +15,12 @@ import json
 import os
 import re
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _app, _dockerd, _nft, _state
-from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput, LockboxError
-from ansible_collections.lockbox.fleet.plugins.module_utils._files import read_text, write_if_changed
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput, LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.files import read_text, write_if_changed
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import project as _project
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import nft as _nft
 
 ROUTER_CONFIG = "/etc/rediacc/router.json"
 DEFAULT_CADDY_ROUTES = "/etc/caddy/lockbox-routes.caddy"
@@ -58,10 +61,10 @@ def _running_services(runner, state_dir, socket_dir):
     for record in _state.HostState(state_dir).all():
         if record.get("status") != _state.READY:
             continue
-        if not os.path.exists(_dockerd.socket_path(record["network_id"], socket_dir)):
+        if not os.path.exists(_repo_daemon.socket_path(record["network_id"], socket_dir)):
             continue
         try:
-            found = _app.containers(runner, record["network_id"])
+            found = _project.containers(runner, record["network_id"])
         except LockboxError:
             continue  # a daemon starting or stopping: the next pass picks it up
         for container in found:
@@ -70,7 +73,7 @@ def _running_services(runner, state_dir, socket_dir):
                 yield record, container
 
 
-def route_table(runner, state_dir, machine, base_domain, socket_dir=_dockerd.SOCKET_DIR):
+def route_table(runner, state_dir, machine, base_domain, socket_dir=_repo_daemon.SOCKET_DIR):
     """(HTTP routes sorted by host, TCP/UDP forwards sorted by port, forwards refused for a port already taken)."""
     routes, claims = [], []
     for record, container in _running_services(runner, state_dir, socket_dir):
@@ -166,3 +169,14 @@ def sync(runner, state_dir=_state.DEFAULT_STATE_DIR, settings=None, check_mode=F
         if status == "active":
             runner.run(["systemctl", "reload", "caddy.service"])
     return bool(changed), table
+
+
+def run(runner, params, check_mode=False):
+    """Entry point of lockbox.fleet.routes: bring the router's table in step with the running repositories."""
+    settings = load_settings(params.get("router_config") or ROUTER_CONFIG)
+    if settings is None:
+        raise InvalidInput("%s does not exist: set the host up with the lockbox.fleet.router role first"
+                           % (params.get("router_config") or ROUTER_CONFIG))
+    changed, table = sync(runner, params.get("state_dir") or _state.DEFAULT_STATE_DIR, settings,
+                          check_mode=check_mode)
+    return dict(table, changed=changed)

@@ -18,7 +18,7 @@ import re
 import time
 import uuid
 
-from ansible_collections.lockbox.fleet.plugins.module_utils._errors import InvalidInput, LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput, LockboxError
 
 DEFAULT_STATE_DIR = "/var/lib/rediacc/state"
 NAME_MAX = 64

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.lockbox.fleet.plugins.module_utils._errors import LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
 
 # mkfs.btrfs refuses devices below about 114 MB; smaller datastores are useless anyway.
 MIN_FILESYSTEM_SIZE = 256 * 1024 ** 2

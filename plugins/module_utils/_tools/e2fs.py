@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from ansible_collections.lockbox.fleet.plugins.module_utils._text import key_values
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.text import key_values
 
 
 def mkfs(runner, device, label="lockbox"):

@@ -19,9 +19,15 @@ import os
 import sys
 import time
 
-from ansible_collections.lockbox.fleet.plugins.module_utils import _app, _loopback, _repo, _routes, _state
-from ansible_collections.lockbox.fleet.plugins.module_utils._errors import LockboxError
-from ansible_collections.lockbox.fleet.plugins.module_utils._runner import Runner
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.runner import Runner
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import loopback_net as _loopback_net
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import project as _project
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_app as _repo_app
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repository as _repository
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import routes as _routes
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import watchdog as _watchdog
 
 
 def _say(text, stream=None):
@@ -33,7 +39,7 @@ def _say(text, stream=None):
 
 def _parser():
     parser = argparse.ArgumentParser(prog="renet", description="lockbox host runtime (renet compatible)")
-    parser.add_argument("--datastore", default=os.environ.get("LOCKBOX_DATASTORE", _repo.DEFAULT_DATASTORE))
+    parser.add_argument("--datastore", default=os.environ.get("LOCKBOX_DATASTORE", _repository.DEFAULT_DATASTORE))
     commands = parser.add_subparsers(dest="command", required=True)
     compose = commands.add_parser("compose", help="docker compose with the repository's isolation")
     compose.add_argument("--unsafe", action="store_true", help="allow privileged, host namespaces, system binds")
@@ -59,11 +65,11 @@ def _info(runner, layout, options):
         names = [r["name"] for r in _state.HostState(layout.state_dir).all() if r.get("status") == _state.READY]
     report = {}
     for name in names:
-        repo = _app.Repository.from_record(layout, _loopback.ready_record(layout.state_dir, name))
+        repo = _project.Repository.from_record(layout, _loopback_net.ready_record(layout.state_dir, name))
         if not os.path.ismount(repo.mount):
             report[name] = {}
             continue
-        report[name] = _app.info(runner, repo, dict(os.environ))
+        report[name] = _repo_app.info(runner, repo, dict(os.environ))
     if options.json:
         _say(json.dumps(report, indent=2, sort_keys=True))
         return 0
@@ -76,15 +82,15 @@ def _info(runner, layout, options):
 
 def main(argv=None):
     options = _parser().parse_args(argv)
-    layout = _repo.Layout(options.datastore)
+    layout = _repository.Layout(options.datastore)
     runner = Runner()
     try:
         if options.command == "compose":
             args = options.args[1:] if options.args[:1] == ["--"] else options.args
-            return _app.compose(runner, layout, args, dict(os.environ), os.getcwd(), unsafe=options.unsafe)
+            return _project.compose(runner, layout, args, dict(os.environ), os.getcwd(), unsafe=options.unsafe)
         if options.command == "watchdog":
             while True:
-                for event in _app.watchdog_pass(runner, layout):
+                for event in _watchdog.watchdog_pass(runner, layout):
                     if "error" in event:
                         _say("renet watchdog: could not start %(container)s (networkId %(network_id)d): %(error)s"
                              % event, sys.stderr)
@@ -100,8 +106,8 @@ def main(argv=None):
                 time.sleep(options.interval)
         if options.command == "info":
             return _info(runner, layout, options)
-        result = _app.converge_app(runner, layout, options.name, state=options.command,
-                                   unmount=getattr(options, "unmount", False))
+        result = _repo_app.converge_app(runner, layout, options.name, state=options.command,
+                                        unmount=getattr(options, "unmount", False))
         for path, output in result["outputs"].items():
             _say("== %s\n%s" % (path, output))
         _say("renet %s %s: %s" % (options.command, options.name,
