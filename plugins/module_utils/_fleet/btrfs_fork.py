@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import time
 
+from ansible_collections.lockbox.fleet.plugins.module_utils._core import faults
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput, LockboxError
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repository as _repository
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
@@ -73,7 +74,7 @@ def _plan_fork(op, existing, parent, parent_seen, *, name, tag, opened, key):
         started = time.monotonic()
         errors = os.path.join(layout.state_dir, ".snapshot-errors")
         try:
-            pause = _repository.FAULT_PAUSE_MARKER if os.environ.get(_repository.FAULT_PAUSE_ENV) == "frozen" else ""
+            pause = faults.snapshot_pause_marker()
             _btrfs.snapshot(runner, layout.subvolume(parent["guid"]), layout.subvolume(guid()), freeze=freeze,
                             errors=errors, pause_marker=pause)
         except LockboxError as exc:

@@ -14,7 +14,7 @@ import os
 import posixpath
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput, LockboxError
-from ansible_collections.lockbox.fleet.plugins.module_utils._core.plan import Action
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.plan import Action, apply_plan
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules.paths import check_absolute_path
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules.size import MIB, format_size, parse_size, round_up
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import btrfs as _btrfs
@@ -289,8 +289,7 @@ def converge_datastore(runner, spec, check_mode=False):
     actions = plan(spec, before, runner)
     after = before
     if actions and not check_mode:
-        for action in actions:
-            action.apply()
+        apply_plan(actions)
         after = Observed(spec, runner)
     after_summary = after.summary(spec)
     usage = after.usage

@@ -34,7 +34,7 @@ import socket
 import struct
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput, LockboxError
-from ansible_collections.lockbox.fleet.plugins.module_utils._core.plan import Action
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.plan import Action, apply_plan
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet.state import LOOPBACK, subnet
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import bpf as _bpf
@@ -318,11 +318,9 @@ def converge_network(runner, name, *, state, state_dir=_state.DEFAULT_STATE_DIR,
                                   lambda: cgroup.converge(programs)))
     else:
         actions += [Action(*step) for step in removal_steps(runner, network_id, bpf)]
-    if not check_mode:
-        for action in actions:
-            action.apply()
+    reports = apply_plan(actions, check_mode)
     after = observed if check_mode else cgroup.observe()
-    return {"changed": bool(actions), "actions": [a.report() for a in actions],
+    return {"changed": bool(actions), "actions": reports,
             "network": dict(describe_network(network_id, after), name=name)}
 
 

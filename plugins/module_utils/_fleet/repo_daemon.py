@@ -10,7 +10,7 @@ import time
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput, LockboxError
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.files import read_text, write_atomic
-from ansible_collections.lockbox.fleet.plugins.module_utils._core.plan import Action
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.plan import Action, apply_plan
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import loopback_net as _loopback_net
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import findmnt as _findmnt
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import systemd as _systemd
@@ -169,13 +169,12 @@ def converge_daemon(runner, layout, name, *, state, check_mode=False, config_dir
     else:
         daemon.plan_stopped(remove=state == "absent")
     version = None
+    reports = apply_plan(daemon.actions, check_mode)
     if not check_mode:
-        for action in daemon.actions:
-            action.apply()
         if state == "started":
             version = wait_for_api(runner, daemon.network_id)
     active = _systemd.unit_status(runner, daemon.unit)["active"] if not check_mode else daemon.status["active"]
-    return {"changed": bool(daemon.actions), "actions": [a.report() for a in daemon.actions],
+    return {"changed": bool(daemon.actions), "actions": reports,
             "daemon": {"name": name, "network_id": daemon.network_id, "unit": daemon.unit,
                        "socket": socket_path(daemon.network_id), "docker_host": docker_host(daemon.network_id),
                        "config": daemon.conf, "data_root": "%s/.rediacc/docker/data" % daemon.mount,

@@ -14,10 +14,9 @@ from __future__ import annotations
 import datetime
 import os
 import stat
-import time
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput, LockboxError
-from ansible_collections.lockbox.fleet.plugins.module_utils._core.plan import Action
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.plan import Action, apply_plan
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules.paths import check_absolute_path
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules.size import MIB, format_size, parse_size, round_up
@@ -34,20 +33,6 @@ IMAGE_NAME = "disk.img"
 # LUKS2 header (16 MiB) plus a usable ext4.
 MIN_REPO_SIZE = 64 * MIB
 MOUNT_OPTIONS = "noatime"
-
-
-# Fault injection for the kill tests: with LOCKBOX_FAULT_PAUSE=<action>, the operation
-# stops after that action, writes its pid to FAULT_PAUSE_MARKER and waits to be killed.
-FAULT_PAUSE_ENV = "LOCKBOX_FAULT_PAUSE"
-FAULT_PAUSE_MARKER = "/run/lockbox-fault-paused"
-
-
-def fault_pause(action):
-    import time
-    with open(FAULT_PAUSE_MARKER, "w") as handle:
-        handle.write("%d %s\n" % (os.getpid(), action))
-    time.sleep(600)
-    raise LockboxError("fault pause after %s was not ended by a kill" % action)
 
 
 class Layout:
@@ -166,16 +151,8 @@ class Operation:
         self.actions.append(Action(name, detail, apply))
 
     def apply(self):
-        if self.check_mode:
-            return
-        pause_after = os.environ.get(FAULT_PAUSE_ENV)
-        for action in self.actions:
-            started = time.monotonic()
-            action.apply()
-            # Per-step wall time, reported so a slow fork or open shows where its time went.
-            self.timings.setdefault(action.name, round((time.monotonic() - started) * 1000, 1))
-            if action.name == pause_after:
-                fault_pause(action.name)
+        # Per-step wall time is reported, so a slow fork or open shows where its time went.
+        apply_plan(self.actions, self.check_mode, self.timings)
 
     # Building blocks used by several plans. Each reads the record at apply time, since
     # a GUID allocated by an earlier action is only known then.
