@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 # shellcheck shell=bash
 # Shared by the benchmark runners: boot a TCG test guest, make it a lockbox host, copy the
 # collection's plugins in, run a script in it detached (a dropped SSH session cannot end

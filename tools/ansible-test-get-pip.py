@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Stand-in for ansible-test's pip bootstrap script.
 
 ansible-test fetches get-pip.py from ci-files.testing.ansible.com, which this workplace

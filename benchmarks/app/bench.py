@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Application benchmark, run inside a test guest with the collection on sys.path.
 
 repo up from closed: open + mount + network guard + dockerd + up() until both services

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Fork benchmark, run inside a test guest with the collection on sys.path.
 
 Forks a repository holding 1 GiB and one holding 16 GiB of written data, each freshly

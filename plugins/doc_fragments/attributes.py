@@ -1,5 +1,6 @@
 # Copyright: lockbox.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
@@ -20,4 +21,13 @@ attributes:
     description: Target hosts are Linux machines managed by systemd.
     support: full
     platforms: posix
+"""
+
+    # Modules that report what they change as a list of actions rather than a diff.
+    ACTIONS_ONLY = r"""
+options: {}
+attributes:
+  diff_mode:
+    description: The actions list says what changes.
+    support: none
 """

@@ -1,6 +1,7 @@
 #!/usr/bin/python
 # Copyright: lockbox.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
@@ -24,21 +25,15 @@ author:
   - lockbox.fleet developers (@lockbox-fleet)
 extends_documentation_fragment:
   - lockbox.fleet.attributes
+  - lockbox.fleet.attributes.ACTIONS_ONLY
+  - lockbox.fleet.repo
   - lockbox.fleet.repo.NAME
-attributes:
-  diff_mode:
-    description: The actions list says what changes.
-    support: none
 options:
   state:
     description: Whether the slice and its programs are in place.
     type: str
     choices: [present, absent]
     default: present
-  state_dir:
-    description: The host state directory holding the repository records.
-    type: path
-    default: /var/lib/rediacc/state
 notes:
   - Needs a kernel with cgroup v2 and C(CONFIG_CGROUP_BPF) (every current distribution kernel), and root.
 """
@@ -78,7 +73,6 @@ network:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import loopback_net as _loopback_net
-from ansible_collections.lockbox.fleet.plugins.module_utils._fleet.state import DEFAULT_STATE_DIR
 from ansible_collections.lockbox.fleet.plugins.module_utils._front import module as _module
 
 
@@ -87,8 +81,7 @@ def main():
         argument_spec=dict(
             name=dict(type="str", required=True),
             state=dict(type="str", choices=["present", "absent"], default="present"),
-            state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
-        ),
+            **_module.LAYOUT_ARGS),
         supports_check_mode=True,
     )
     _module.run(module, _loopback_net.run)

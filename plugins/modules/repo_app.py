@@ -1,6 +1,7 @@
 #!/usr/bin/python
 # Copyright: lockbox.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
@@ -21,13 +22,10 @@ author:
   - lockbox.fleet developers (@lockbox-fleet)
 extends_documentation_fragment:
   - lockbox.fleet.attributes
+  - lockbox.fleet.attributes.ACTIONS_ONLY
   - lockbox.fleet.repo
   - lockbox.fleet.repo.KEY
   - lockbox.fleet.repo.NAME
-attributes:
-  diff_mode:
-    description: The actions list says what changes.
-    support: none
 options:
   state:
     description: Up or down.

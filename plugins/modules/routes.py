@@ -1,6 +1,7 @@
 #!/usr/bin/python
 # Copyright: lockbox.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
@@ -24,15 +25,12 @@ author:
   - lockbox.fleet developers (@lockbox-fleet)
 extends_documentation_fragment:
   - lockbox.fleet.attributes
+  - lockbox.fleet.repo
 attributes:
   diff_mode:
     description: The route list says what is served.
     support: none
 options:
-  state_dir:
-    description: The host state directory holding the repository records.
-    type: path
-    default: /var/lib/rediacc/state
   router_config:
     description: The router settings file.
     type: path
@@ -73,16 +71,14 @@ routes:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import routes as _routes
-from ansible_collections.lockbox.fleet.plugins.module_utils._fleet.state import DEFAULT_STATE_DIR
 from ansible_collections.lockbox.fleet.plugins.module_utils._front import module as _module
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            state_dir=dict(type="path", default=DEFAULT_STATE_DIR),
             router_config=dict(type="path", default=_routes.ROUTER_CONFIG),
-        ),
+            **_module.LAYOUT_ARGS),
         supports_check_mode=True,
     )
     _module.run(module, _routes.run)

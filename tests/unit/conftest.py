@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Unit-test wiring: import the collection from .build/collections and replay tools.
 
 Unit tests never touch the host: every external command is answered by a FakeRunner

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Boot and destroy Debian trixie test guests under qemu, like small fleet hosts.
 
 Used by the Molecule create/destroy playbooks, the demo and the benchmarks:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """After converge (alpha and beta up with the same compose file) and the fork quartet."""
 
 import json

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Checks after machine_setup.yml, the integration target and a reboot (Molecule verify)."""
 
 import json

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """After converge (repo_create + repo_fork playbooks) and the integration target."""
 
 import json

@@ -1,5 +1,6 @@
 # Copyright: lockbox.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Runs external tools in the C locale and turns failures into LockboxError.
 
 Modules pass AnsibleModule.run_command; the host runtime uses subprocess. Secrets are

@@ -1,5 +1,6 @@
 # Copyright: lockbox.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The BTRFS datastore: observe the host, plan the steps, apply them, report.
 
 A datastore is a BTRFS filesystem on a fixed-size pool file (loop-mounted) or on an

@@ -1,5 +1,6 @@
 # Copyright: lockbox.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """A repository's loopback network: its /26, and the kernel rules that keep it to itself.
 
 Why cgroup socket-address eBPF rather than nftables: nftables can refuse a connection by

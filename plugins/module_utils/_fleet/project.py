@@ -1,5 +1,6 @@
 # Copyright: lockbox.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Applications in a repository: ``renet compose``, Rediaccfile lifecycle and the watchdog.
 
 One implementation for the ``repo_app`` module and the ``renet`` command installed on hosts.

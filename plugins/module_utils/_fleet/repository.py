@@ -1,5 +1,6 @@
 # Copyright: lockbox.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Repositories: LUKS2 images in BTRFS subvolumes of the datastore, forks, info, prune.
 
 Each operation observes the host, plans a list of actions, applies them (unless in check

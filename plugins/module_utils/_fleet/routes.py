@@ -1,5 +1,6 @@
 # Copyright: lockbox.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The route table of a host, and the router configurations made from it.
 
 A route is ``https://{service}.{repo}.{machine}.{baseDomain}`` (a fork's services:

@@ -1,5 +1,6 @@
 # Copyright: lockbox.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Repository identity and host state: names, GUIDs, networkIds, records, the host lock.
 
 State lives outside the encrypted images, one human-readable JSON file per repository

@@ -1,5 +1,6 @@
 # Copyright: lockbox.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """``renet``: the host runtime's command line (installed by the machine role as /usr/local/bin/renet).
 
     renet compose [--unsafe] -- ARGS     docker compose against the repository's daemon, rewritten
@@ -37,9 +38,20 @@ def _say(text, stream=None):
     stream.flush()
 
 
+def packed_version():
+    """The collection version the runtime was packed from (roles/machine/files/pack_runtime.py)."""
+    import pkgutil
+    try:
+        data = pkgutil.get_data("ansible_collections.lockbox.fleet.plugins.module_utils._front", "VERSION")
+    except OSError:
+        data = None
+    return data.decode().strip() if data else "unpacked"
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="renet", description="lockbox host runtime (renet compatible)")
     parser.add_argument("--datastore", default=os.environ.get("LOCKBOX_DATASTORE", _repository.DEFAULT_DATASTORE))
+    parser.add_argument("--version", action="version", version="renet (lockbox.fleet %s)" % packed_version())
     commands = parser.add_subparsers(dest="command", required=True)
     compose = commands.add_parser("compose", help="docker compose with the repository's isolation")
     compose.add_argument("--unsafe", action="store_true", help="allow privileged, host namespaces, system binds")

@@ -1,5 +1,6 @@
 # Copyright: lockbox.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The compose rewrite behind ``renet compose``: one implementation for modules and host runtime.
 
 Input is the compose model as ``docker compose config --format json`` prints it (so no

@@ -1,5 +1,6 @@
 # Copyright: lockbox.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Sizes as operators write them ("10G", "512MiB", "1.5 TB", 1073741824).
 
 One rule for every module and the host runtime: a bare unit letter or ``<letter>iB``

@@ -1,5 +1,6 @@
 # Copyright: lockbox.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """cryptsetup: LUKS2 images. Key material only ever travels on stdin (--key-file=-)."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 # Copyright: lockbox.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """nftables: the host's TCP/UDP forwards to repository services (rediacc.tcp_ports/udp_ports).
 
 Why DNAT in the kernel rather than a proxy listening on the host port: a listener on

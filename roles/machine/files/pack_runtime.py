@@ -1,12 +1,16 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Pack the collection's module_utils into one zip for the host runtime (renet).
 
 Runs on the control node. The zip is byte-for-byte the same for the same sources (fixed
 timestamps, sorted entries), so copying it to hosts is idempotent.
-Usage: pack_runtime.py MODULE_UTILS_DIR OUTPUT_ZIP VERSION
-The collection version it was packed from travels inside (renet --version prints it).
+Usage: pack_runtime.py MODULE_UTILS_DIR OUTPUT_ZIP
+The collection version it was packed from travels inside (renet --version prints it) and is
+printed on stdout for the role to compare with what a host runs.
 """
 
+import json
 import os
+import re
 import sys
 import zipfile
 
@@ -38,6 +42,23 @@ def main(source, output):
     os.replace(temporary, output)
 
 
+def collection_version(source):
+    """The version of the collection holding ``source``: MANIFEST.json when installed, else galaxy.yml."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(source)))
+    try:
+        with open(os.path.join(root, "MANIFEST.json")) as handle:
+            return json.load(handle)["collection_info"]["version"]
+    except (OSError, ValueError, KeyError):
+        pass
+    try:
+        with open(os.path.join(root, "galaxy.yml")) as handle:
+            found = re.search(r"^version:\s*['\"]?([^'\"\s]+)", handle.read(), re.M)
+        return found.group(1) if found else "unknown"
+    except OSError:
+        return "unknown"
+
+
 if __name__ == "__main__":
-    VERSION = sys.argv[3] if len(sys.argv) > 3 else "unknown"
+    VERSION = collection_version(sys.argv[1])
     main(sys.argv[1], sys.argv[2])
+    print(VERSION)

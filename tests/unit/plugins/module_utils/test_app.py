@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """renet compose / lifecycle / watchdog rules that need no daemon."""
 
 import json

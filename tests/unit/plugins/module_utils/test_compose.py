@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The renet compose rewrite, on models as `docker compose config --format json` prints them."""
 
 import copy

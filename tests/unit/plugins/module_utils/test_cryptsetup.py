@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """cryptsetup argv: keys only ever on stdin, KDF by key kind, wrong key recognised."""
 
 import pytest

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Planning and applying the datastore against recorded tool output (no host access)."""
 
 import os

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The loopback rules, executed: a small interpreter runs the exact bytecode the kernel gets.
 
 Only the opcodes _bpf emits are implemented; an unknown opcode fails the test, so a

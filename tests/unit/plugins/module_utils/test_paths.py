@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 import pytest
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The one plan helper: check mode applies nothing, a failure names what was already done."""
 
 import pytest

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Repository flows against a fake host: exact argv, and no key in any argv, ever."""
 
 import os

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Route names and router configurations (docs/contract.md, names and routes)."""
 
 import json

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Parsers against output recorded in a trixie guest (util-linux 2.41, btrfs-progs 6.14, systemd 257)."""
 
 import pytest
