@@ -22,6 +22,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._tools import btrfs 
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import findmnt as _findmnt
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import losetup as _losetup
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import lsblk as _lsblk
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import mount as _mount
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import systemd as _systemd
 
 DEFAULT_PATH = "/mnt/rediacc"
@@ -256,12 +257,12 @@ def _plan_absent(spec, obs, runner):
         for loop in obs.loop_devices:
             if not (obs.mount and loop["name"] == obs.mount["source"]):
                 actions.append(Action("detach-loop", "losetup -d %s" % loop["name"],
-                                      lambda name=loop["name"]: runner.run(["losetup", "-d", name])))
+                                      lambda name=loop["name"]: _losetup.detach(runner, name)))
         actions.append(Action("delete-pool-file", "delete %s" % spec.pool_file,
                               lambda: os.unlink(spec.pool_file)))
     elif spec.device and obs.signature.get("TYPE") == "btrfs":
         actions.append(Action("wipe-device", "wipefs -a %s" % spec.device,
-                              lambda: runner.run(["wipefs", "--all", spec.device])))
+                              lambda: _mount.wipe_signatures(runner, spec.device)))
     if actions and not spec.force:
         raise InvalidInput("state=absent destroys the datastore at %s and every repository in it; "
                            "set force=true to do that (planned: %s)"

@@ -39,6 +39,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._core.plan import Ac
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet.state import LOOPBACK, subnet
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import bpf as _bpf
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import systemd as _systemd
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools.bpf import (
     AND32_K,
     CTX_USER_IP4,
@@ -295,7 +296,7 @@ def describe_network(network_id, observed=None):
 
 def _start_slice(runner, slice_name):
     # A slice needs no unit file; starting it creates its cgroup, which stays while it is active.
-    runner.run(["systemctl", "start", slice_name])
+    _systemd.systemctl(runner, "start", slice_name)
 
 
 def converge_network(runner, name, *, state, state_dir=_state.DEFAULT_STATE_DIR, check_mode=False, bpf=None):
@@ -351,10 +352,10 @@ def removal_steps(runner, network_id, bpf=None):
     if not os.path.isdir(cgroup.path):
         return []
     # Service slices first (their programs go with their cgroups), then the repository's.
-    steps = [("stop-slice", "stop %s" % service, lambda unit=service: runner.run(["systemctl", "stop", unit]))
+    steps = [("stop-slice", "stop %s" % service, lambda unit=service: _systemd.systemctl(runner, "stop", unit))
              for _slot, service in _service_slices(network_id)]
     return [*steps, ("detach", "detach the guard programs from %s" % repo_slice, cgroup.clear),
-            ("stop-slice", "stop %s" % repo_slice, lambda: runner.run(["systemctl", "stop", repo_slice]))]
+            ("stop-slice", "stop %s" % repo_slice, lambda: _systemd.systemctl(runner, "stop", repo_slice))]
 
 
 def run(runner, params, check_mode=False):

@@ -28,6 +28,8 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_d
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import compose as _compose
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import isolation as _isolation
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import bash as _bash
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import docker as _docker
 
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
 STATE_FILE = ".rediacc.json"
@@ -241,8 +243,8 @@ def claim_slots(mount, names, recorded=None):
 def plan_slots(runner, repo, project_dir, global_args, environ):
     """Services of a project in compose order with their repository-wide slots."""
     env = dict(environ, **repo.environment())
-    out = runner.run(["docker", "compose", *global_args, "config", "--services"], env=env, cwd=project_dir).stdout
-    ordered = ordered_services(compose_files(project_dir, global_args), [s for s in out.split() if s])
+    services = _docker.compose_services(runner, global_args, env, project_dir)
+    ordered = ordered_services(compose_files(project_dir, global_args), services)
     table = claim_slots(repo.mount, ordered, load_project_state(project_dir).get("slots"))
     return {name: table[name] for name in ordered}
 
@@ -256,12 +258,7 @@ def render(runner, repo, project_dir, global_args, environ, *, unsafe):
     check_referenced_files(repo, compose_files(project_dir, global_args))
     slots = plan_slots(runner, repo, project_dir, global_args, environ)
     env = dict(environ, **repo.environment(), **service_environment(repo, slots))
-    text = runner.run(["docker", "compose", *global_args, "config", "--format", "json"], env=env,
-                      cwd=project_dir).stdout
-    try:
-        model = json.loads(text)
-    except ValueError as exc:
-        raise LockboxError("docker compose config printed no JSON: %s" % exc) from None
+    model = _docker.compose_model(runner, global_args, env, project_dir)
     out, slots, restart = _compose.rewrite(model, repo.network_id, slots, mount=repo.mount,
                                            project_dir=project_dir, unsafe=unsafe)
     for name, service in out["services"].items():
@@ -368,10 +365,8 @@ def run_function(runner, repo, rediaccfile, function, environ, ips=None):  # noq
     project_dir = os.path.dirname(rediaccfile)
     env = dict(environ, **repo.environment(), **(ips if ips is not None else service_environment(repo, mount_slots(
         repo))))
-    script = ('source ./Rediaccfile\nif declare -F %s >/dev/null; then %s; else echo "no %s()"; fi'
-              % (function, function, function))
     try:
-        result = runner.run(["bash", "-c", script], env=env, cwd=project_dir)
+        result = _bash.call_function(runner, project_dir, function, env)
     except LockboxError as exc:
         output = ((exc.stdout or "") + (exc.stderr or "")).strip()
         last = ": " + output.splitlines()[-1] if output else ""
@@ -422,5 +417,4 @@ def parse_containers(text):
 
 def containers(runner, network_id):
     template = "{" + ",".join('"%s":{{json %s}}' % item for item in CONTAINER_FIELDS.items()) + "}"
-    return parse_containers(runner.run(["docker", "-H", _repo_daemon.docker_host(network_id), "ps", "-a",
-                                        "--no-trunc", "--format", template], env=NO_DOCKER_CONFIG).stdout)
+    return parse_containers(_docker.ps_all(runner, _repo_daemon.docker_host(network_id), template))

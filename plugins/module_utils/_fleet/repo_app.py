@@ -18,15 +18,15 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import luks_r
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import project as _project
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import routes as _routes
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import docker as _docker
 
 
 def remove_inherited(runner, repo, check_mode=False):
-    """Remove _project.containers whose networkId is not this repository's (a fork inherits its parent's)."""
+    """Remove containers whose networkId is not this repository's (a fork inherits its parent's)."""
     foreign = [c for c in _project.containers(runner, repo.network_id)
                if c.get("network_id") and c["network_id"] != str(repo.network_id)]
     if foreign and not check_mode:
-        runner.run(["docker", "-H", _repo_daemon.docker_host(repo.network_id), "rm", "-f",
-                    *[c["id"] for c in foreign]], env=_project.NO_DOCKER_CONFIG)
+        _docker.remove(runner, _repo_daemon.docker_host(repo.network_id), [c["id"] for c in foreign])
     return [c["name"] for c in foreign]
 
 

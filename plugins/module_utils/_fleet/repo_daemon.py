@@ -13,6 +13,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.files import read_text, write_atomic
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.plan import Action, apply_plan
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import loopback_net as _loopback_net
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import docker as _docker
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import findmnt as _findmnt
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import systemd as _systemd
 
@@ -93,12 +94,7 @@ def docker_host(network_id):
 
 def server_version(runner, network_id):
     """The daemon's version when its API answers on the repository's socket, else None."""
-    try:
-        out = runner.run(["docker", "-H", docker_host(network_id), "version", "--format", "{{.Server.Version}}"],
-                         env={"DOCKER_CONFIG": "/nonexistent"}).stdout.strip()
-    except LockboxError:
-        return None
-    return out or None
+    return _docker.server_version(runner, docker_host(network_id))
 
 
 def wait_for_api(runner, network_id, timeout=API_TIMEOUT):

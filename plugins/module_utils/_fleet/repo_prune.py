@@ -11,6 +11,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import reposi
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import btrfs as _btrfs
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import cryptsetup as _cryptsetup
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import mount as _mount
 
 
 def prune(runner, layout, check_mode=False):
@@ -48,7 +49,7 @@ def prune(runner, layout, check_mode=False):
                 stray_mount = layout.mount(guid)
                 if os.path.ismount(stray_mount):
                     op.add("unmount", "unmount stray %s" % stray_mount,
-                           lambda m=stray_mount: runner.run(["umount", m]))
+                           lambda m=stray_mount: _mount.umount(runner, m))
                 op.add("close", "close stray mapping %s" % mapper,
                        lambda m=mapper: _cryptsetup.luks_close(runner, m))
         op.apply()

@@ -27,6 +27,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._tools import e2fs a
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import findmnt as _findmnt
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import losetup as _losetup
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import lsblk as _lsblk
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import mount as _mount
 
 DEFAULT_DATASTORE = "/mnt/rediacc"
 MAPPER_PREFIX = "lockbox-"
@@ -189,7 +190,7 @@ class Operation:
             def mount_volume():
                 target = layout.mount(guid())
                 os.makedirs(target, mode=0o755, exist_ok=True)
-                runner.run(["mount", "-o", MOUNT_OPTIONS, layout.mapper_device(guid()), target])
+                _mount.mount(runner, layout.mapper_device(guid()), target, MOUNT_OPTIONS)
             self.add("mount", "mount it at %s" % (layout.mount(observed.guid or "<guid>")), mount_volume)
 
     def plan_close(self, observed):
@@ -197,7 +198,7 @@ class Operation:
         if observed.mount:
             # Recursive: a daemon that was force-stopped can leave its overlay mounts beneath.
             self.add("unmount", "unmount %s (and anything mounted beneath it)" % layout.mount(guid),
-                     lambda: runner.run(["umount", "--recursive", layout.mount(guid)]))
+                     lambda: _mount.umount(runner, layout.mount(guid), recursive=True))
         if observed.mapper:
             self.add("close", "close %s" % layout.mapper(guid),
                      lambda: _cryptsetup.luks_close(runner, layout.mapper(guid)))

@@ -22,6 +22,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import projec
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import nft as _nft
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import systemd as _systemd
 
 ROUTER_CONFIG = "/etc/rediacc/router.json"
 DEFAULT_CADDY_ROUTES = "/etc/caddy/lockbox-routes.caddy"
@@ -166,9 +167,9 @@ def sync(runner, state_dir=_state.DEFAULT_STATE_DIR, settings=None, check_mode=F
     if ruleset is not None and _nft.apply_forwards(runner, ruleset):
         changed.add(_nft.APPLIED)
     if caddy_path in changed and settings.get("reload_caddy", True):
-        status = runner.run(["systemctl", "is-active", "caddy.service"], ok_rcs=(0, 3, 4)).stdout.strip()
+        status = _systemd.is_active(runner, "caddy.service")
         if status == "active":
-            runner.run(["systemctl", "reload", "caddy.service"])
+            _systemd.systemctl(runner, "reload", "caddy.service")
     return bool(changed), table
 
 

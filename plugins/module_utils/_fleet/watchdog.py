@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 
@@ -17,6 +16,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import projec
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import isolation as _isolation
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import docker as _docker
 
 
 def needs_restart(policy, container, attempts=0):
@@ -35,10 +35,8 @@ def needs_restart(policy, container, attempts=0):
 
 def _mounts_still_inside(runner, network_id, container, mount):
     """Every bind of the container still resolves to where it was checked: dockerd resolves it again at start."""
-    out = runner.run(["docker", "-H", _repo_daemon.docker_host(network_id), "inspect", "--format",
-                      "{{json .Mounts}}", container["id"]], env=_project.NO_DOCKER_CONFIG).stdout
     paths = _isolation.HostPaths(mount, container["project_dir"])
-    for item in json.loads(out or "[]") or []:
+    for item in _docker.mounts(runner, _repo_daemon.docker_host(network_id), container["id"]):
         if item.get("Type") != "bind":
             continue
         resolved, why = paths.judge(item.get("Source") or "", read_only=not item.get("RW", True))
@@ -55,7 +53,7 @@ def _mounts_by_network_id(state_dir, layout):
 
 
 def watchdog_pass(runner, layout, socket_dir=_repo_daemon.SOCKET_DIR):
-    """Start the stopped _project.containers of every running repository daemon per their saved policy."""
+    """Start the stopped containers of every running repository daemon per their saved policy."""
     restarted = []
     try:
         sockets = sorted(os.listdir(socket_dir))
@@ -88,8 +86,7 @@ def watchdog_pass(runner, layout, socket_dir=_repo_daemon.SOCKET_DIR):
                 if policy.startswith("on-failure"):
                     state.setdefault("restarts", {})[container["service"]] = attempts + 1
                     _project.save_project_state(container["project_dir"], state)
-                runner.run(["docker", "-H", _repo_daemon.docker_host(network_id), "start", container["id"]],
-                           env=_project.NO_DOCKER_CONFIG)
+                _docker.start(runner, _repo_daemon.docker_host(network_id), container["id"])
                 restarted.append({"network_id": network_id, "container": container["name"], "policy": policy})
             except (LockboxError, OSError, ValueError) as exc:
                 # One container that cannot start must not stop the watchdog for everyone else.

@@ -69,3 +69,8 @@ def remove_unit_file(unit):
 
 def systemctl(runner, *args):
     runner.run(["systemctl", *args])
+
+
+def is_active(runner, unit):
+    """``systemctl is-active``: active, inactive, failed, ... (rc 3/4 are answers, not failures)."""
+    return runner.run(["systemctl", "is-active", unit], ok_rcs=(0, 3, 4)).stdout.strip()

@@ -1,0 +1,18 @@
+# Copyright: lockbox.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""mount(8), umount(8) and wipefs(8)."""
+
+from __future__ import annotations
+
+
+def mount(runner, device, target, options):
+    runner.run(["mount", "-o", options, device, target])
+
+
+def umount(runner, target, recursive=False):
+    runner.run(["umount", *(["--recursive"] if recursive else []), target])
+
+
+def wipe_signatures(runner, device):
+    runner.run(["wipefs", "--all", device])
