@@ -145,6 +145,13 @@ def test_router_serves_each_repository_at_its_host_name(host):
     assert record(host, "beta")["guid"] in fetch_route(host, "web.beta.fleet-b.test.lan")
 
 
+def test_a_custom_domain_goes_to_the_grand_repository_only(host):
+    """alpha, beta and the fork all label api with Host(`api.example.test`): alpha (first by name) has it."""
+    page = fetch_route(host, "api.example.test")
+    assert record(host, "alpha")["guid"] in page
+    assert record(host, "alpha:try")["guid"] not in page
+
+
 def test_router_serves_the_fork_under_the_fork_name(host):
     assert record(host, "alpha:try")["guid"] in fetch_route(host, "web-fork-try.alpha.fleet-b.test.lan")
 
@@ -152,8 +159,8 @@ def test_router_serves_the_fork_under_the_fork_name(host):
 def test_traefik_file_has_the_same_routes(host):
     config = json.loads(host.file("/etc/rediacc/traefik/lockbox.yml").content_string)
     rules = sorted(r["rule"] for r in config["http"]["routers"].values())
-    assert rules == ["Host(`web-fork-try.alpha.fleet-b.test.lan`)", "Host(`web.alpha.fleet-b.test.lan`)",
-                     "Host(`web.beta.fleet-b.test.lan`)"]
+    assert rules == ["Host(`api.example.test`)", "Host(`web-fork-try.alpha.fleet-b.test.lan`)",
+                     "Host(`web.alpha.fleet-b.test.lan`)", "Host(`web.beta.fleet-b.test.lan`)"]
     upstreams = {s["loadBalancer"]["servers"][0]["url"] for s in config["http"]["services"].values()}
     assert "http://%s:8080" % service_ip(host, "beta", "web") in upstreams
 
@@ -172,10 +179,24 @@ def test_tcp_port_is_forwarded_from_outside_to_the_first_claimant(host):
     """A client behind a veth pair (a real interface, not lo) reaches alpha's web on host port 8080."""
     host.run("ip netns del lbx-outside; ip link del lbx-out0")
     host.run_expect([0], OUTSIDE)
+    client = container(host, "alpha", "client")
     try:
         out = host.run("ip netns exec lbx-outside curl -sS --max-time 10 http://192.0.2.1:8080/")
         assert out.rc == 0 and record(host, "alpha")["guid"] in out.stdout, out.stderr
+        # UDP: a real datagram from outside reaches the service labelled rediacc.udp_ports=5353.
+        host.run_expect([0], docker(host, "alpha", "exec -d %s sh -c 'nc -u -l -p 5353 > /tmp/udp.txt'" % client))
+        time.sleep(2)
+        host.run_expect([0], "ip netns exec lbx-outside python3 -c \"import socket; socket.socket(socket.AF_INET, "
+                             "socket.SOCK_DGRAM).sendto(b'datagram-from-outside', ('192.0.2.1', 5353))\"")
+        received = ""
+        for _attempt in range(10):
+            received = exec_in(host, "alpha", "client", "cat /tmp/udp.txt").stdout
+            if received:
+                break
+            time.sleep(1)
+        assert "datagram-from-outside" in received
     finally:
+        host.run(docker(host, "alpha", "exec %s pkill nc" % client))
         host.run("ip netns del lbx-outside; ip link del lbx-out0; rm -f %s; networkctl reload" % UNMANAGED)
     ruleset = host.check_output("nft list table ip lockbox_forward")
     assert "tcp dport 8080 dnat to %s:8080" % service_ip(host, "alpha", "web") in ruleset

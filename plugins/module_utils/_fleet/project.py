@@ -400,6 +400,7 @@ CONTAINER_FIELDS = {
     "service_ip": '(.Label "rediacc.service_ip")', "service_port": '(.Label "rediacc.service_port")',
     "network_id": '(.Label "rediacc.network_id")',
     "tcp_ports": '(.Label "rediacc.tcp_ports")', "udp_ports": '(.Label "rediacc.udp_ports")',
+    "custom_domains": '(.Label "rediacc.custom_domains")', "custom_port": '(.Label "rediacc.custom_port")',
 }
 
 

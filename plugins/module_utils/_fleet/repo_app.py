@@ -163,8 +163,10 @@ def converge_app(runner, layout, name, *, state, key=None, unmount=False, run_in
     found = _project.containers(runner, run.repo.network_id) if state == "up" and not check_mode else []
     # The router (if this host has one) follows at once, not at the watchdog's next pass.
     router = _routes.load_settings()
+    conflicts = []
     if router and not check_mode:
-        _routes.sync(runner, layout.state_dir, router)
+        _changed, table = _routes.sync(runner, layout.state_dir, router)
+        conflicts = [c for c in table["conflicts"] if c["repository"] == name]
     if router and not machine:
         machine, base_domain = router["machine"], router["base_domain"]
     if run_info and found:
@@ -172,8 +174,14 @@ def converge_app(runner, layout, name, *, state, key=None, unmount=False, run_in
     record = run.record
     parent, tag = (record["parent"], record.get("tag")) if record.get("parent") else (None, None)
     urls = routes_of(run.repo, found, machine, base_domain, parent=parent, tag=tag) if machine and base_domain else []
-    return {"changed": bool(run.actions), "actions": run.actions, "outputs": run.outputs, "containers": found,
-            "urls": urls}
+    result = {"changed": bool(run.actions), "actions": run.actions, "outputs": run.outputs, "containers": found,
+              "urls": urls, "conflicts": conflicts}
+    if conflicts:
+        # Reported, never silent: another repository already holds these ports or domains.
+        result["warnings"] = ["%s %s of service %s is not routed here: %s holds it"
+                              % (c["protocol"], c.get("host") or c["port"], c["service"], c["taken_by"])
+                              for c in conflicts]
+    return result
 
 
 def run(runner, params, check_mode=False):

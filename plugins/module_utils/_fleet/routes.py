@@ -53,6 +53,12 @@ def route_host(service, repository, machine, base_domain):
     return "%s.%s.%s.%s" % (prefix, _dns_label(repo), _dns_label(machine), base_domain)
 
 
+def wildcard_of(record, machine, base_domain):
+    """The wildcard certificate name that covers every route of a repository and of its forks."""
+    repo = record["parent"] if record.get("parent") and record.get("tag") else record["name"]
+    return "*.%s.%s.%s" % (_dns_label(repo), _dns_label(machine), base_domain)
+
+
 def _ports(value):
     value = (value or "").replace(" ", "")
     return [int(p) for p in value.split(",")] if value and _PORTS.match(value) else []
@@ -77,17 +83,32 @@ def _running_services(runner, state_dir, socket_dir):
 
 def route_table(runner, state_dir, machine, base_domain, socket_dir=_repo_daemon.SOCKET_DIR):
     """(HTTP routes sorted by host, TCP/UDP forwards sorted by port, forwards refused for a port already taken)."""
-    routes, claims = [], []
+    routes, claims, domains = [], [], []
     for record, container in _running_services(runner, state_dir, socket_dir):
         base = {"repository": record["name"], "service": container["service"], "network_id": record["network_id"],
                 "address": container["service_ip"]}
         port = _ports(container.get("service_port"))
         if port:
             routes.append(dict(base, host=route_host(container["service"], record, machine, base_domain),
-                               upstream="%s:%d" % (container["service_ip"], port[0])))
+                               upstream="%s:%d" % (container["service_ip"], port[0]), wildcard=wildcard_of(
+                                   record, machine, base_domain)))
+        custom_port = _ports(container.get("custom_port"))
+        # A custom domain belongs to the grand repository: its forks never answer for it.
+        if custom_port and not record.get("parent"):
+            for host in (container.get("custom_domains") or "").split():
+                domains.append(dict(base, host=host, upstream="%s:%d" % (container["service_ip"], custom_port[0]),
+                                    custom=True))
         for protocol in ("tcp", "udp"):
             claims += [dict(base, protocol=protocol, port=p) for p in _ports(container.get("%s_ports" % protocol))]
-    forwards, conflicts, taken = [], [], {}
+    forwards, conflicts, taken, hosts = [], [], {}, {r["host"] for r in routes}
+    # A custom domain goes to one service too: the first repository by name keeps it.
+    for domain in sorted(domains, key=lambda d: (d["host"], d["repository"], d["service"])):
+        if domain["host"] in hosts:
+            conflicts.append(dict(domain, protocol="https", port=443, taken_by=next(
+                "%s/%s" % (r["repository"], r["service"]) for r in routes if r["host"] == domain["host"])))
+        else:
+            hosts.add(domain["host"])
+            routes.append(domain)
     # A host port goes to one service: the first repository by name keeps it.
     for claim in sorted(claims, key=lambda c: (c["protocol"], c["port"], c["repository"], c["service"])):
         key = (claim["protocol"], claim["port"])
@@ -109,16 +130,24 @@ def render_caddy(routes, tls="internal"):
     return "\n".join(lines)
 
 
-def render_traefik(routes, forwards=()):
+def render_traefik(routes, forwards=(), cert_resolver=""):
     """Traefik file-provider dynamic configuration (JSON is YAML, which Traefik reads).
 
     TCP/UDP forwards use entry points named ``tcp-<port>`` / ``udp-<port>``, which the
-    Traefik static configuration has to define.
+    Traefik static configuration has to define. With ``cert_resolver`` (an ACME resolver
+    with a DNS challenge, defined in the static configuration) every route of a repository
+    asks for the one wildcard certificate ``*.{repo}.{machine}.{domain}``, which also covers
+    its forks' ``{service}-fork-{tag}`` names: a fork needs no new certificate.
     """
     routers, services = {}, {}
     for route in routes:
         name = route["host"].replace(".", "-")
-        routers[name] = {"rule": "Host(`%s`)" % route["host"], "service": name, "tls": {}}
+        tls = {}
+        if cert_resolver:
+            tls = {"certResolver": cert_resolver}
+            if route.get("wildcard"):
+                tls["domains"] = [{"main": route["wildcard"][2:], "sans": [route["wildcard"]]}]
+        routers[name] = {"rule": "Host(`%s`)" % route["host"], "service": name, "tls": tls}
         services[name] = {"loadBalancer": {"servers": [{"url": "http://%s" % route["upstream"]}]}}
     config = {"http": {"routers": routers, "services": services}}
     for forward in forwards:
@@ -157,7 +186,7 @@ def sync(runner, state_dir=_state.DEFAULT_STATE_DIR, settings=None, check_mode=F
     traefik_path = settings.get("traefik_routes")
     wanted = {caddy_path: render_caddy(routes, settings.get("tls", "internal"))}
     if traefik_path:
-        wanted[traefik_path] = render_traefik(routes, forwards)
+        wanted[traefik_path] = render_traefik(routes, forwards, settings.get("traefik_cert_resolver") or "")
     table = {"routes": routes, "forwards": forwards, "conflicts": conflicts}
     ruleset = _nft.forward_ruleset(forwards) if settings.get("forward", True) else None
     if check_mode:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import os
+import re
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet.state import LOOPBACK
@@ -87,6 +88,29 @@ def _extra_hosts(name, service, ips):
     return sorted(user) + sorted("%s:%s" % (other, other_ip) for other, other_ip in ips.items())
 
 
+_HOST_RULE = re.compile(r"Host\(([^)]*)\)")
+_QUOTED = re.compile(r"`([^`]*)`")
+_DNS_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+def custom_domains(labels):
+    """Host names of the service's ``traefik.http.routers.*.rule`` labels (``Host(`a.example.com`)``)."""
+    found = set()
+    for key, value in labels.items():
+        if key.startswith("traefik.http.routers.") and key.endswith(".rule"):
+            for arguments in _HOST_RULE.findall(str(value)):
+                found.update(name.lower() for name in _QUOTED.findall(arguments) if _DNS_NAME.match(name.lower()))
+    return sorted(found)
+
+
+def custom_domain_port(labels):
+    """The port Traefik would route to (``traefik.http.services.*.loadbalancer.server.port``), if given."""
+    for key, value in sorted(labels.items()):
+        if key.startswith("traefik.http.services.") and key.endswith(".loadbalancer.server.port"):
+            return str(value)
+    return None
+
+
 def restart_policy(service):
     """The service's restart policy in ``docker run`` terms (always, unless-stopped, on-failure[:N]) or None."""
     policy = service.get("restart")
@@ -138,6 +162,10 @@ def rewrite(model, network_id, recorded_slots=None, *, mount, project_dir, unsaf
                   k in ("rediacc.service_port", "rediacc.tcp_ports", "rediacc.udp_ports", "rediacc.checkpoint")}
         labels.update({"rediacc.network_id": str(network_id), "rediacc.service_ip": ip,
                        "rediacc.service_name": name})
+        domains = custom_domains(labels)
+        if domains:  # the router reads these two (it sees containers, not compose files)
+            labels["rediacc.custom_domains"] = " ".join(domains)
+            labels["rediacc.custom_port"] = custom_domain_port(labels) or str(labels.get("rediacc.service_port", ""))
         service["labels"] = labels
         env = _environment(service)
         env.update({"SERVICE_IP": ip, "REDIACC_NETWORK_ID": str(network_id)})

@@ -88,3 +88,39 @@ def test_a_host_port_goes_to_the_first_repository_by_name(monkeypatch):
     traefik = json.loads(_routes.render_traefik(routes, forwards))
     assert traefik["tcp"]["routers"]["tcp-8080"]["rule"] == "HostSNI(`*`)"
     assert traefik["udp"]["services"]["udp-53"]["loadBalancer"]["servers"] == [{"address": "127.0.11.2:53"}]
+
+
+def test_custom_domains_of_traefik_labels_route_the_grand_never_a_fork(monkeypatch):
+    labels = {"traefik.http.routers.api.rule": "Host(`api.example.com`) || Host(`API.example.org`, `bad..name`)",
+              "traefik.http.services.api.loadbalancer.server.port": "9090", "rediacc.service_port": "8080"}
+    from ansible_collections.lockbox.fleet.plugins.module_utils._rules import compose as _compose
+    assert _compose.custom_domains(labels) == ["api.example.com", "api.example.org"]
+    out, _slots, _restart = _compose.rewrite({"services": {"api": {"image": "x", "labels": labels}}}, 2816,
+                                             mount="/m/g", project_dir="/m/g/app")
+    api_labels = out["services"]["api"]["labels"]
+    assert api_labels["rediacc.custom_domains"] == "api.example.com api.example.org"
+    assert api_labels["rediacc.custom_port"] == "9090"
+    container = {"service": "api", "service_ip": "127.0.11.2", "service_port": "8080",
+                 "custom_domains": "api.example.com", "custom_port": "9090"}
+    fork = dict(container, service_ip="127.0.11.130")
+    other = dict(container, service_ip="127.0.11.66")
+    services = [({"name": "shop", "network_id": 2816}, container),
+                ({"name": "shop:try", "network_id": 2944, "parent": "shop", "tag": "try"}, fork),
+                ({"name": "zoo", "network_id": 2880}, other)]
+    monkeypatch.setattr(_routes, "_running_services", lambda *a: iter(services))
+    routes, _forwards, conflicts = _routes.route_table(None, "/state", "m", "example.com")
+    custom = [r for r in routes if r.get("custom")]
+    assert [(r["host"], r["repository"], r["upstream"]) for r in custom] == [
+        ("api.example.com", "shop", "127.0.11.2:9090")]
+    assert [(c["repository"], c["host"], c["taken_by"]) for c in conflicts] == [("zoo", "api.example.com", "shop/api")]
+    assert "api-fork-try.shop.m.example.com" in [r["host"] for r in routes]
+
+
+def test_traefik_routes_share_one_wildcard_per_repository_with_its_forks():
+    record, fork = {"name": "shop"}, {"name": "shop:try", "parent": "shop", "tag": "try"}
+    routes = [{"host": _routes.route_host("web", r, "m", "example.com"), "upstream": "127.0.11.2:80",
+               "wildcard": _routes.wildcard_of(r, "m", "example.com")} for r in (record, fork)]
+    config = json.loads(_routes.render_traefik(routes, cert_resolver="dns"))
+    wanted = {"certResolver": "dns", "domains": [{"main": "shop.m.example.com", "sans": ["*.shop.m.example.com"]}]}
+    assert [router["tls"] for router in config["http"]["routers"].values()] == [wanted, wanted]
+    assert json.loads(_routes.render_traefik(routes))["http"]["routers"]["web-shop-m-example-com"]["tls"] == {}
