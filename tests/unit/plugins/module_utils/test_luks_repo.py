@@ -111,6 +111,9 @@ def test_second_repository_gets_the_next_network_id(host):
     ({"name": "a", "state": "present", "size": "1Q"}, "not a size"),
     ({"name": "a", "state": "present"}, "size is required"),
     ({"name": "a", "state": "weird", "size": "1G"}, "state must be"),
+    ({"name": "ghost", "state": "opened"}, "unknown repository 'ghost': there is nothing to open"),
+    ({"name": "ghost", "state": "closed"}, "unknown repository 'ghost': there is nothing to close"),
+    ({"name": "a", "state": "present", "size": "1048576"}, "size 1048576 (1 MiB) is below the minimum"),
 ])
 def test_bad_input_changes_nothing(host, kwargs, message):
     layout, runner = host

@@ -168,3 +168,21 @@ def test_a_failing_up_reports_what_was_already_done_and_the_function_decides(tmp
     assert err.value.actions == [{"action": "up", "detail": "up() of %s/a/Rediaccfile" % tmp_path}]
     script = fake_runner.calls[0][2]
     assert script.startswith("source ./Rediaccfile\n") and "set -e" not in script
+
+
+def test_two_projects_of_one_repository_never_share_an_ip(tmp_path, fake_runner):
+    for project, services in (("shop", "web db"), ("blog", "web2 cache")):
+        (tmp_path / project).mkdir()
+        names = services.split()
+        (tmp_path / project / "compose.yaml").write_text(
+            "services:\n" + "".join("  %s: {image: x}\n" % n for n in names))
+    repo = _project.Repository("app", "g", 6336, str(tmp_path))
+    fake_runner.answer(["docker", "compose", "config", "--services"], "")
+
+    def services_of(argv, **kwargs):
+        names = {"shop": "web\ndb\n", "blog": "web2\ncache\n"}[kwargs["cwd"].rsplit("/", 1)[1]]
+        return type("R", (), {"stdout": names})()
+    fake_runner.run = services_of
+    shop = _project.plan_slots(fake_runner, repo, str(tmp_path / "shop"), [], {})
+    blog = _project.plan_slots(fake_runner, repo, str(tmp_path / "blog"), [], {})
+    assert shop == {"web": 0, "db": 1} and blog == {"web2": 2, "cache": 3}

@@ -43,3 +43,12 @@ def test_subprocess_runner_runs_real_commands_in_c_locale():
 
 def test_accepted_nonzero_rc():
     assert Runner().run(["sh", "-c", "exit 2"], ok_rcs=(0, 2)).rc == 2
+
+
+def test_the_fake_runner_refuses_a_command_nobody_recorded():
+    from ...conftest import FakeRunner
+    runner = FakeRunner()
+    runner.answer(["findmnt"], "{}")
+    assert runner.run(["findmnt", "-J"]).stdout == "{}"
+    with pytest.raises(AssertionError, match=r"no recorded answer for \['mkfs\.btrfs', '/dev/vdb'\]"):
+        runner.run(["mkfs.btrfs", "/dev/vdb"])

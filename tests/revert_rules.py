@@ -1,0 +1,68 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Tests that can fail: revert each rule in a copy of its source and check a unit test fails.
+
+Each entry names a rule, the file holding it, the line(s) that implement it and what they
+become without the rule. The source is restored after each run. Run by `make units`.
+"""
+
+import os
+import subprocess
+import sys
+
+os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+PYTHON = os.path.join(".venv", "bin", "python") if os.path.exists(os.path.join(".venv", "bin", "python")) \
+    else sys.executable
+M = "plugins/module_utils/"
+REVERTS = [
+    ("bind allowlist (paths judged inside the mount)", M + "_rules/isolation.py",
+     '        inside = resolved == self.mount or resolved.startswith(self.mount + "/")',
+     '        inside = True'),
+    ("symlinks resolved (realpath) before judging", M + "_rules/isolation.py",
+     '        resolved = self.realpath(path)\n', '        resolved = posixpath.normpath(path)\n'),
+    ("service keys as an allowlist", M + "_rules/isolation.py",
+     '                for key in service if key not in PLAIN_KEYS and key not in CHECKED_KEYS]',
+     '                for key in service if False]'),
+    ("cap_add limited to Docker's defaults", M + "_rules/isolation.py",
+     '    extra = [c for c in _caps(service.get("cap_add")) if c not in allowed_caps]', '    extra = []'),
+    ("stub resolver reachable on port 53 only", M + "_fleet/loopback_net.py",
+     '        if not attach.startswith("bind"):\n            # The host', '        if False:\n            # The host'),
+    ("user extra_hosts kept", M + "_rules/compose.py",
+     '    return sorted(user) + sorted(', '    return [] + sorted('),
+    ("deploy condition any = always", M + "_rules/compose.py",
+     '    if condition == "any":\n        return "always"', '    if condition == "any":\n        return "any"'),
+    ("on-failure:N honoured", M + "_fleet/watchdog.py",
+     '        if limit.isdigit() and int(limit) > 0 and attempts >= int(limit):', '        if False:'),
+    ("Rediaccfile sourced without set -e", M + "_tools/bash.py",
+     "    script = ('source ./%s", "    script = ('set -e; source ./%s"),
+    ("Rediaccfiles at any depth", M + "_fleet/project.py",
+     '        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".")) if depth < MAX_DEPTH else []',
+     '        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".")) if depth < 1 else []'),
+    ("env_file/include checked before compose reads them", M + "_fleet/project.py",
+     '    for what, written, base in referenced_host_files(files):', '    for what, written, base in []:'),
+    ("service IPs repository-wide", M + "_fleet/project.py",
+     '    table = claim_slots(repo.mount, ordered, load_project_state(project_dir).get("slots"))',
+     '    table = _compose.assign_slots(ordered, {})'),
+    ("NET_RAW dropped", M + "_rules/compose.py",
+     '            service["cap_drop"] = [*drop, "NET_RAW"]', '            service["cap_drop"] = drop'),
+    ("a failure reports the steps already applied", M + "_core/plan.py",
+     '            raise with_actions_taken(exc, reports[:index]) from None', '            raise'),
+    ("unknown repository on opened/closed", M + "_fleet/luks_repo.py",
+     '        elif record is None and wanted_size is None and state in ("opened", "closed"):', '        elif False:'),
+]
+ok = True
+for what, path, old, new in REVERTS:
+    text = open(path).read()
+    if old not in text:
+        print("NOT FOUND:", what)
+        ok = False
+        continue
+    open(path, "w").write(text.replace(old, new, 1))
+    try:
+        out = subprocess.run([PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", "tests/unit"],
+                             check=False, capture_output=True, text=True).stdout
+    finally:
+        open(path, "w").write(text)
+    failed = [line for line in out.splitlines() if line.startswith("FAILED")]
+    print("revert %-52s -> %s" % (what, failed[0].split("::", 1)[1][:80] if failed else "NO TEST FAILED"))
+    ok = ok and bool(failed)
+sys.exit(0 if ok else 1)
