@@ -255,7 +255,8 @@ def service_environment(repo, slots):
 
 def render(runner, repo, project_dir, global_args, environ, *, unsafe):
     """The rewritten model, its slots, saved restart policies and environment; refuses hostile settings."""
-    check_referenced_files(repo, compose_files(project_dir, global_args))
+    if not unsafe:  # down/stop of a project still work (unsafe is set for them): nothing is created
+        check_referenced_files(repo, compose_files(project_dir, global_args))
     slots = plan_slots(runner, repo, project_dir, global_args, environ)
     env = dict(environ, **repo.environment(), **service_environment(repo, slots))
     model = _docker.compose_model(runner, global_args, env, project_dir)
