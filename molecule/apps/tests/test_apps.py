@@ -3,6 +3,7 @@
 
 import json
 import os
+import shlex
 import time
 
 import testinfra.utils.ansible_runner
@@ -175,28 +176,30 @@ OUTSIDE = ("printf '[Match]\\nName=lbx-*\\n\\n[Link]\\nUnmanaged=yes\\n' > %s &&
            "ip -n lbx-outside addr add 192.0.2.2/24 dev lbx-out1 && ip -n lbx-outside link set lbx-out1 up")
 
 
+UDP_RECEIVE = """
+import socket, subprocess
+receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+receiver.bind(("%s", 5353))
+receiver.settimeout(10)
+send = ("import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
+        ".sendto(b'datagram-from-outside', ('192.0.2.1', 5353))")
+subprocess.run(["ip", "netns", "exec", "lbx-outside", "python3", "-c", send], check=True)
+print(receiver.recvfrom(100)[0].decode())
+"""
+
+
 def test_tcp_port_is_forwarded_from_outside_to_the_first_claimant(host):
     """A client behind a veth pair (a real interface, not lo) reaches alpha's web on host port 8080."""
     host.run("ip netns del lbx-outside; ip link del lbx-out0")
     host.run_expect([0], OUTSIDE)
-    client = container(host, "alpha", "client")
     try:
         out = host.run("ip netns exec lbx-outside curl -sS --max-time 10 http://192.0.2.1:8080/")
         assert out.rc == 0 and record(host, "alpha")["guid"] in out.stdout, out.stderr
-        # UDP: a real datagram from outside reaches the service labelled rediacc.udp_ports=5353.
-        host.run_expect([0], docker(host, "alpha", "exec -d %s sh -c 'nc -u -l -p 5353 > /tmp/udp.txt'" % client))
-        time.sleep(2)
-        host.run_expect([0], "ip netns exec lbx-outside python3 -c \"import socket; socket.socket(socket.AF_INET, "
-                             "socket.SOCK_DGRAM).sendto(b'datagram-from-outside', ('192.0.2.1', 5353))\"")
-        received = ""
-        for _attempt in range(10):
-            received = exec_in(host, "alpha", "client", "cat /tmp/udp.txt").stdout
-            if received:
-                break
-            time.sleep(1)
-        assert "datagram-from-outside" in received
+        # UDP: a real datagram sent from outside arrives at the address of the service labelled
+        # rediacc.udp_ports=5353 (a listener there stands in for it: busybox has no UDP server).
+        received = host.run("python3 -c %s" % shlex.quote(UDP_RECEIVE % service_ip(host, "alpha", "client")))
+        assert received.rc == 0 and "datagram-from-outside" in received.stdout, received.stderr
     finally:
-        host.run(docker(host, "alpha", "exec %s pkill nc" % client))
         host.run("ip netns del lbx-outside; ip link del lbx-out0; rm -f %s; networkctl reload" % UNMANAGED)
     ruleset = host.check_output("nft list table ip lockbox_forward")
     assert "tcp dport 8080 dnat to %s:8080" % service_ip(host, "alpha", "web") in ruleset
@@ -324,5 +327,5 @@ def test_hostile_spellings_of_host_paths_are_refused(host):
 
 def test_renet_info_prints_every_info_as_text(host):
     out = host.check_output("renet info alpha")
-    assert "contract services: api flaky keeper" in out
+    assert "contract services: api keeper" in out
     assert json.loads(host.check_output("renet info alpha --json"))
