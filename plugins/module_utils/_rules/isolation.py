@@ -110,9 +110,12 @@ def _volume_problems(paths, name, service, top_volumes):
         volume = item
         if isinstance(item, str):  # short syntax (compose config normally expands it)
             parts = item.split(":")
-            source = parts[0] if len(parts) > 1 else ""
-            kind = "bind" if source.startswith((".", "/", "~")) else ("volume" if source else "anonymous")
-            volume = {"type": kind, "source": source, "read_only": len(parts) > 2 and "ro" in parts[2].split(",")}
+            if len(parts) == 1:  # an anonymous volume
+                service["volumes"][index] = {"type": "volume", "target": parts[0]}
+                continue
+            source = parts[0]
+            volume = {"type": "bind" if source.startswith((".", "/", "~")) else "volume", "source": source,
+                      "target": parts[1], "read_only": len(parts) > 2 and "ro" in parts[2].split(",")}
             service["volumes"][index] = volume
         kind = volume.get("type")
         if kind == "bind":
@@ -126,7 +129,7 @@ def _volume_problems(paths, name, service, top_volumes):
             source = volume.get("source")
             if source and source not in top_volumes:
                 problems.append("service %s: volume %s is not declared under the top-level volumes" % (name, source))
-        elif kind not in ("tmpfs", "anonymous"):
+        elif kind != "tmpfs":
             problems.append("service %s: volume type %s is not allowed (bind, volume and tmpfs are)" % (name, kind))
     return problems
 
@@ -188,6 +191,14 @@ def _build_problems(paths, name, build):
             problems.append("%s: %s %s: remote contexts are not allowed" % (owner, what, written))
             continue
         problems += [p for p in [_path_problem(paths, owner, what, str(written), whole_tree=False)[1]] if p]
+    for key in ("cache_from", "cache_to"):
+        for entry in build.get(key) or []:
+            # type=local reads (cache_from) or writes (cache_to) a host directory, as root.
+            fields = dict(part.split("=", 1) for part in str(entry).split(",") if "=" in part)
+            if fields.get("type") == "local":
+                written = fields.get("src") or fields.get("dest") or ""
+                problems += [p for p in [_path_problem(paths, owner, "build %s" % key, written,
+                                                       whole_tree=False)[1]] if p]
     for entry in build.get("ssh") or []:
         problems.append("%s: build ssh %s forwards the host's SSH keys or agent" % (owner, entry))
     if build.get("privileged") or build.get("entitlements") or build.get("network") == "host":

@@ -135,6 +135,9 @@ HOSTILE = [
     ({"build": {"context": "/etc"}}, "build context /etc"),
     ({"build": {"context": "/m/g/app", "additional_contexts": {"x": "/root"}}}, "additional build context x /root"),
     ({"build": {"context": "/m/g/app", "ssh": ["default"]}}, "build ssh default"),
+    ({"build": {"context": "/m/g/app", "cache_to": ["type=local,dest=/etc/cron.d"]}}, "build cache_to /etc/cron.d"),
+    ({"build": {"context": "/m/g/app", "cache_from": ["type=local,src=/m/h/cache"]}}, "build cache_from /m/h/cache"),
+    ({"volumes": ["/etc:/host-etc:ro"]}, "bind mount of /etc: outside"),
     ({"env_file": ["/m/h/app/.env"]}, "env_file /m/h/app/.env"),
     ({"env_file": [{"path": "/etc/rediacc/secret.env", "required": True}]}, "env_file /etc/rediacc/secret.env"),
     (bind("/"), "bind mount of /: outside the repository's mount /m/g"),
@@ -205,14 +208,18 @@ def test_what_stays_inside_the_repository_is_fine():
                    {"type": "volume", "source": "pgdata", "target": "/var/lib/postgresql/data"},
                    {"type": "bind", "source": "/m/g/data", "target": "/data"},
                    {"type": "bind", "source": "/usr/share/zoneinfo/UTC", "target": "/etc/localtime", "read_only": True},
-                   {"type": "tmpfs", "target": "/tmp"}, {"type": "volume", "target": "/anon"}]},
+                   {"type": "tmpfs", "target": "/tmp"}, {"type": "volume", "target": "/anon"},
+                   "/m/g/logs:/logs", "/cache"]},
         "db": {"image": "y", "labels": {"rediacc.checkpoint": "true"}, "cap_add": ["SYS_PTRACE"]}},
         "volumes": {"pgdata": {}, "scratch": {"driver_opts": {"type": "tmpfs", "device": "tmpfs"}},
                     "shared": {"driver": "local",
                                "driver_opts": {"type": "none", "o": "bind", "device": "/m/g/shared"}}},
         "secrets": {"s": {"file": "/m/g/app/secret.txt"}, "e": {"environment": "TOKEN"}}}
     out, _slots, _restart = rewrite(model, 2816)
-    assert out["services"]["ok"]["volumes"][1]["source"] == "/m/g/data"
+    volumes = out["services"]["ok"]["volumes"]
+    assert volumes[1]["source"] == "/m/g/data"
+    assert volumes[5:] == [{"type": "bind", "source": "/m/g/logs", "target": "/logs", "read_only": False},
+                           {"type": "volume", "target": "/cache"}]
 
 
 def test_empty_models_are_refused():
