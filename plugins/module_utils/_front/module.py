@@ -33,4 +33,6 @@ def run(module, entry):
         module.fail_json(**exc.as_result())
     if not module._diff:
         result.pop("diff", None)
+    for warning in result.pop("warnings", None) or []:
+        module.warn(warning)
     module.exit_json(**result)
