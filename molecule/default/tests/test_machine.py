@@ -62,11 +62,6 @@ def test_integration_target_left_nothing_behind(host):
     assert not host.mount_point("/srv/lockbox-it").exists
 
 
-def test_kernel_modules_load_at_boot(host):
-    assert host.file("/etc/modules-load.d/lockbox.conf").contains("dm_crypt")
-    assert host.check_output("lsmod | awk '{print $1}' | grep -x dm_crypt") == "dm_crypt"
-
-
 def test_kernel_modules_are_loaded_after_reboot(host):
     # Nothing has opened a LUKS volume since the reboot: dm_crypt is there only because
     # /etc/modules-load.d/lockbox.conf loaded it at boot.
