@@ -46,6 +46,8 @@ REVERTS = [
      '            service["cap_drop"] = [*drop, "NET_RAW"]', '            service["cap_drop"] = drop'),
     ("a failure reports the steps already applied", M + "_core/plan.py",
      '            raise with_actions_taken(exc, reports[:index]) from None', '            raise'),
+    ("watchdog stays inside the repository's mount", M + "_fleet/watchdog.py",
+     '            if not _inside(container["project_dir"], mounts[network_id]):', '            if False:'),
     ("unknown repository on opened/closed", M + "_fleet/luks_repo.py",
      '        elif record is None and wanted_size is None and state in ("opened", "closed"):', '        elif False:'),
 ]

@@ -45,6 +45,11 @@ def _mounts_still_inside(runner, network_id, container, mount):
                                % (item.get("Source"), resolved, why or "a symbolic link appeared on the way"))
 
 
+def _inside(path, mount):
+    resolved, root = os.path.realpath(path), os.path.realpath(mount)
+    return resolved == root or resolved.startswith(root + "/")
+
+
 def _mounts_by_network_id(state_dir, layout):
     found = {}
     for record in _state.HostState(state_dir).all():
@@ -74,6 +79,10 @@ def watchdog_pass(runner, layout, socket_dir=_repo_daemon.SOCKET_DIR):
             # they are never started here (repo up removes them).
             if not container["project_dir"] or not container["service"] or \
                     container.get("network_id") != str(network_id):
+                continue
+            # The project directory comes from a container label: the watchdog reads and writes
+            # its .rediacc.json only inside this repository's mount.
+            if not _inside(container["project_dir"], mounts[network_id]):
                 continue
             try:
                 state = _project.load_project_state(container["project_dir"])

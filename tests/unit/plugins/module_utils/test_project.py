@@ -186,3 +186,21 @@ def test_two_projects_of_one_repository_never_share_an_ip(tmp_path, fake_runner)
     shop = _project.plan_slots(fake_runner, repo, str(tmp_path / "shop"), [], {})
     blog = _project.plan_slots(fake_runner, repo, str(tmp_path / "blog"), [], {})
     assert shop == {"web": 0, "db": 1} and blog == {"web2": 2, "cache": 3}
+
+
+def test_the_watchdog_never_follows_a_project_label_out_of_the_repository(tmp_path, fake_runner, monkeypatch):
+    """com.docker.compose.project.working_dir is a label: anything may claim /etc; nothing is read or written there."""
+    mount, outside = tmp_path / "mounts" / "g", tmp_path / "etc"
+    (mount / "app").mkdir(parents=True)
+    outside.mkdir()
+    (outside / ".rediacc.json").write_text('{"restart": {"web": "always"}}')
+    sockets = tmp_path / "sockets"
+    sockets.mkdir()
+    (sockets / "docker-2816.sock").write_text("")
+    layout = type("Layout", (), {"state_dir": str(tmp_path / "state")})()
+    monkeypatch.setattr(_watchdog, "_mounts_by_network_id", lambda state_dir, layout: {2816: str(mount)})
+    container = {"id": "c1", "name": "p-web-1", "state": "exited", "exit_code": 1, "service": "web",
+                 "project_dir": str(outside), "network_id": "2816"}
+    monkeypatch.setattr(_project, "containers", lambda runner, network_id: [container])
+    assert _watchdog.watchdog_pass(fake_runner, layout, socket_dir=str(sockets)) == []
+    assert fake_runner.calls == []
