@@ -258,17 +258,6 @@ def in_sync(observed, wanted_tags):
     return observed is not None and all(observed.get(a) == [t] for a, t in wanted_tags.items())
 
 
-def ready_record(state_dir, name):
-    """The record of a repository that exists and is ready; a clear error otherwise."""
-    _state.check_name(name)
-    record = _state.HostState(state_dir).get(name)
-    if record is None:
-        raise InvalidInput("unknown repository %r" % name)
-    if record.get("status") != _state.READY:
-        raise LockboxError("%s is in state %r from an interrupted operation: run repo_prune" % (name, record["status"]))
-    return record
-
-
 def _service_slices(network_id, root=CGROUP_ROOT):
     """Service slices that exist under the repository's slice, as (slot, slice name)."""
     parent = slice_cgroup(repository_slice(network_id), root)
@@ -303,7 +292,7 @@ def converge_network(runner, name, *, state, state_dir=_state.DEFAULT_STATE_DIR,
     """present: the repository's slice exists with its guard programs; absent: no slice, no program."""
     if state not in ("present", "absent"):
         raise InvalidInput("state must be present or absent, got %r" % (state,))
-    record = ready_record(state_dir, name)
+    record = _state.ready_record(state_dir, name)
     network_id = record["network_id"]
     bpf = bpf or _bpf.Bpf()
     repo_slice = repository_slice(network_id)

@@ -18,6 +18,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import luks_r
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import project as _project
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import routes as _routes
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import docker as _docker
 
 
@@ -105,7 +106,7 @@ class _Lifecycle:
     def __init__(self, runner, layout, name, environ, check_mode):
         self.runner, self.layout, self.name, self.check_mode = runner, layout, name, check_mode
         self.environ = environ
-        self.record = _loopback_net.ready_record(layout.state_dir, name)
+        self.record = _state.ready_record(layout.state_dir, name)
         self.repo = _project.Repository.from_record(layout, self.record)
         self.actions, self.outputs = [], {}
 

@@ -13,6 +13,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.files import read_text, write_atomic
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.plan import Action, apply_plan
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import loopback_net as _loopback_net
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import docker as _docker
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import findmnt as _findmnt
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import systemd as _systemd
@@ -157,7 +158,7 @@ def converge_daemon(runner, layout, name, *, state, check_mode=False, config_dir
     """started / stopped / absent for the dockerd of repository ``name``."""
     if state not in ("started", "stopped", "absent"):
         raise InvalidInput("state must be started, stopped or absent, got %r" % (state,))
-    daemon = _Daemon(runner, layout, _loopback_net.ready_record(layout.state_dir, name), config_dir)
+    daemon = _Daemon(runner, layout, _state.ready_record(layout.state_dir, name), config_dir)
     if state == "started":
         if _findmnt.mount_at(runner, daemon.mount) is None:
             raise InvalidInput("%s is not mounted at %s: open it first (lockbox.fleet.luks_repo state=opened)"

@@ -180,3 +180,14 @@ def _fsync_dir(path):
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def ready_record(state_dir, name):
+    """The record of a repository that exists and is ready; a clear error otherwise."""
+    check_name(name)
+    record = HostState(state_dir).get(name)
+    if record is None:
+        raise InvalidInput("unknown repository %r" % name)
+    if record.get("status") != READY:
+        raise LockboxError("%s is in state %r from an interrupted operation: run repo_prune" % (name, record["status"]))
+    return record

@@ -22,7 +22,6 @@ import time
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.runner import Runner
-from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import loopback_net as _loopback_net
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import project as _project
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_app as _repo_app
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repository as _repository
@@ -77,7 +76,7 @@ def _info(runner, layout, options):
         names = [r["name"] for r in _state.HostState(layout.state_dir).all() if r.get("status") == _state.READY]
     report = {}
     for name in names:
-        repo = _project.Repository.from_record(layout, _loopback_net.ready_record(layout.state_dir, name))
+        repo = _project.Repository.from_record(layout, _state.ready_record(layout.state_dir, name))
         if not os.path.ismount(repo.mount):
             report[name] = {}
             continue
