@@ -15,8 +15,7 @@ PYTHON = os.path.join(".venv", "bin", "python") if os.path.exists(os.path.join("
 M = "plugins/module_utils/"
 REVERTS = [
     ("bind allowlist (paths judged inside the mount)", M + "_rules/isolation.py",
-     '        inside = resolved == self.mount or resolved.startswith(self.mount + "/")',
-     '        inside = True'),
+     '        if is_under(resolved, self.mount):', '        if True:'),
     ("symlinks resolved (realpath) before judging", M + "_rules/isolation.py",
      '        resolved = self.realpath(path)\n', '        resolved = posixpath.normpath(path)\n'),
     ("service keys as an allowlist", M + "_rules/isolation.py",

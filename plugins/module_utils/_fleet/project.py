@@ -23,6 +23,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import 
     InvalidInput,
     LockboxError,
 )
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.files import write_atomic
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import loopback_net as _loopback_net
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
@@ -172,11 +173,7 @@ def load_project_state(project_dir):
 
 
 def save_json(path, content):
-    temporary = path + ".tmp"
-    with open(temporary, "w") as handle:
-        json.dump(content, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.replace(temporary, path)
+    write_atomic(path, json.dumps(content, indent=2, sort_keys=True) + "\n")
 
 
 def save_project_state(project_dir, state):

@@ -16,6 +16,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import projec
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import isolation as _isolation
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules.paths import is_under
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import docker as _docker
 
 
@@ -46,13 +47,12 @@ def _mounts_still_inside(runner, network_id, container, mount):
 
 
 def _inside(path, mount):
-    resolved, root = os.path.realpath(path), os.path.realpath(mount)
-    return resolved == root or resolved.startswith(root + "/")
+    return is_under(os.path.realpath(path), os.path.realpath(mount))
 
 
-def _mounts_by_network_id(state_dir, layout):
+def _mounts_by_network_id(layout):
     found = {}
-    for record in _state.HostState(state_dir).all():
+    for record in _state.HostState(layout.state_dir).all():
         found[record["network_id"]] = layout.mount(record["guid"])
     return found
 
@@ -64,7 +64,7 @@ def watchdog_pass(runner, layout, socket_dir=_repo_daemon.SOCKET_DIR):
         sockets = sorted(os.listdir(socket_dir))
     except FileNotFoundError:
         return restarted
-    mounts = _mounts_by_network_id(layout.state_dir, layout)
+    mounts = _mounts_by_network_id(layout)
     for entry in sockets:
         match = re.match(r"docker-(\d+)\.sock$", entry)
         if not match or int(match.group(1)) not in mounts:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 import posixpath
 
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules.paths import is_under
+
 # Service keys with no reach outside the container (or whose reach is checked below).
 PLAIN_KEYS = frozenset((
     "annotations", "attach", "blkio_config", "command", "container_name", "cpu_count", "cpu_percent",
@@ -83,15 +85,14 @@ class HostPaths:
         if "\0" in written:
             return None, "a host path with a NUL byte"
         resolved = self.resolve(written)
-        inside = resolved == self.mount or resolved.startswith(self.mount + "/")
-        if inside:
-            touches_private = resolved == self.private or resolved.startswith(self.private + "/")
+        if is_under(resolved, self.mount):
+            touches_private = is_under(resolved, self.private)
             # A bind of the mount root exposes .rediacc (the daemon's data-root) beneath it.
             if touches_private or (whole_tree and resolved == self.mount):
                 return resolved, ("the repository's private %s directory (its Docker data-root) is not "
                                   "for containers" % PRIVATE_DIR)
             return resolved, None
-        if read_only and any(resolved == tree or resolved.startswith(tree + "/") for tree in HARMLESS_READ_ONLY):
+        if read_only and any(is_under(resolved, tree) for tree in HARMLESS_READ_ONLY):
             return resolved, None
         return resolved, "outside the repository's mount %s" % self.mount
 

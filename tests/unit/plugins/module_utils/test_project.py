@@ -198,7 +198,7 @@ def test_the_watchdog_never_follows_a_project_label_out_of_the_repository(tmp_pa
     sockets.mkdir()
     (sockets / "docker-2816.sock").write_text("")
     layout = type("Layout", (), {"state_dir": str(tmp_path / "state")})()
-    monkeypatch.setattr(_watchdog, "_mounts_by_network_id", lambda state_dir, layout: {2816: str(mount)})
+    monkeypatch.setattr(_watchdog, "_mounts_by_network_id", lambda layout: {2816: str(mount)})
     container = {"id": "c1", "name": "p-web-1", "state": "exited", "exit_code": 1, "service": "web",
                  "project_dir": str(outside), "network_id": "2816"}
     monkeypatch.setattr(_project, "containers", lambda runner, network_id: [container])
