@@ -238,12 +238,24 @@ def claim_slots(mount, names, recorded=None):
 
 
 def plan_slots(runner, repo, project_dir, global_args, environ):
-    """Services of a project in compose order with their repository-wide slots."""
-    env = dict(environ, **repo.environment())
-    services = _docker.compose_services(runner, global_args, env, project_dir)
-    ordered = ordered_services(compose_files(project_dir, global_args), services)
-    table = claim_slots(repo.mount, ordered, load_project_state(project_dir).get("slots"))
-    return {name: table[name] for name in ordered}
+    """(services of a project in compose order with their repository-wide slots, compose's model, environment).
+
+    compose interpolates ``{SVC}_IP`` while it builds the model, so the model is asked for with
+    every IP the repository's table already holds: one compose call when the project's services
+    are known (every up after the first). A service new to the table gets its slot and the
+    model is asked for once more, now with its IP.
+    """
+    base = dict(environ, **repo.environment())
+    table = claim_slots(repo.mount, [], load_project_state(project_dir).get("slots"))
+    files = compose_files(project_dir, global_args)
+    for _attempt in (1, 2):
+        env = dict(base, **service_environment(repo, table))
+        model = _docker.compose_model(runner, global_args, env, project_dir)
+        ordered = ordered_services(files, list(model.get("services") or {}))
+        if all(name in table for name in ordered):
+            break
+        table = claim_slots(repo.mount, ordered)
+    return {name: table[name] for name in ordered}, model, env
 
 
 def service_environment(repo, slots):
@@ -254,9 +266,7 @@ def render(runner, repo, project_dir, global_args, environ, *, unsafe):
     """The rewritten model, its slots, saved restart policies and environment; refuses hostile settings."""
     if not unsafe:  # down/stop of a project still work (unsafe is set for them): nothing is created
         check_referenced_files(repo, compose_files(project_dir, global_args))
-    slots = plan_slots(runner, repo, project_dir, global_args, environ)
-    env = dict(environ, **repo.environment(), **service_environment(repo, slots))
-    model = _docker.compose_model(runner, global_args, env, project_dir)
+    slots, model, env = plan_slots(runner, repo, project_dir, global_args, environ)
     out, slots, restart = _compose.rewrite(model, repo.network_id, slots, mount=repo.mount,
                                            project_dir=project_dir, unsafe=unsafe)
     for name, service in out["services"].items():

@@ -16,12 +16,6 @@ def _docker(runner, host, *args, ok_rcs=(0,)):
     return runner.run(["docker", "-H", host, *args], env=NO_DOCKER_CONFIG, ok_rcs=ok_rcs).stdout
 
 
-def compose_services(runner, global_args, env, cwd):
-    """``docker compose config --services``: the project's service names."""
-    out = runner.run(["docker", "compose", *global_args, "config", "--services"], env=env, cwd=cwd).stdout
-    return [s for s in out.split() if s]
-
-
 def compose_model(runner, global_args, env, cwd):
     """``docker compose config --format json``: the project's model, interpolated and normalised."""
     text = runner.run(["docker", "compose", *global_args, "config", "--format", "json"], env=env, cwd=cwd).stdout

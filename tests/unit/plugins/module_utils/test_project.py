@@ -170,22 +170,45 @@ def test_a_failing_up_reports_what_was_already_done_and_the_function_decides(tmp
     assert script.startswith("source ./Rediaccfile\n") and "set -e" not in script
 
 
+def _compose_config_fake(fake_runner, services_by_project):
+    """docker compose config --format json of projects named by their directory; records each call's env."""
+    seen = []
+
+    def config(argv, **kwargs):
+        assert argv[:2] == ["docker", "compose"] and argv[-3:] == ["config", "--format", "json"], argv
+        project = kwargs["cwd"].rsplit("/", 1)[1]
+        seen.append((project, {k: v for k, v in kwargs["env"].items() if k.endswith("_IP")}))
+        model = {"name": project, "services": {n: {"image": "x"} for n in services_by_project[project]}}
+        return type("R", (), {"stdout": json.dumps(model)})()
+    fake_runner.run = config
+    return seen
+
+
 def test_two_projects_of_one_repository_never_share_an_ip(tmp_path, fake_runner):
-    for project, services in (("shop", "web db"), ("blog", "web2 cache")):
+    services = {"shop": ["web", "db"], "blog": ["web2", "cache"]}
+    for project, names in services.items():
         (tmp_path / project).mkdir()
-        names = services.split()
         (tmp_path / project / "compose.yaml").write_text(
             "services:\n" + "".join("  %s: {image: x}\n" % n for n in names))
     repo = _project.Repository("app", "g", 6336, str(tmp_path))
-    fake_runner.answer(["docker", "compose", "config", "--services"], "")
-
-    def services_of(argv, **kwargs):
-        names = {"shop": "web\ndb\n", "blog": "web2\ncache\n"}[kwargs["cwd"].rsplit("/", 1)[1]]
-        return type("R", (), {"stdout": names})()
-    fake_runner.run = services_of
-    shop = _project.plan_slots(fake_runner, repo, str(tmp_path / "shop"), [], {})
-    blog = _project.plan_slots(fake_runner, repo, str(tmp_path / "blog"), [], {})
+    _compose_config_fake(fake_runner, services)
+    shop = _project.plan_slots(fake_runner, repo, str(tmp_path / "shop"), [], {})[0]
+    blog = _project.plan_slots(fake_runner, repo, str(tmp_path / "blog"), [], {})[0]
     assert shop == {"web": 0, "db": 1} and blog == {"web2": 2, "cache": 3}
+
+
+def test_compose_is_asked_once_when_the_services_are_known_and_again_with_a_new_ip(tmp_path, fake_runner):
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "compose.yaml").write_text("services:\n  web: {image: x}\n  db: {image: x}\n")
+    repo = _project.Repository("app", "g", 6336, str(tmp_path))
+    seen = _compose_config_fake(fake_runner, {"shop": ["web", "db"]})
+    first_slots, _model, env = _project.plan_slots(fake_runner, repo, str(tmp_path / "shop"), [], {})
+    # First up: compose learns the services, then builds the model again with their IPs.
+    assert [ips for _p, ips in seen] == [{}, {"WEB_IP": "127.0.24.194", "DB_IP": "127.0.24.195"}]
+    assert env["DB_IP"] == "127.0.24.195" and first_slots == {"web": 0, "db": 1}
+    del seen[:]
+    assert _project.plan_slots(fake_runner, repo, str(tmp_path / "shop"), [], {})[0] == first_slots
+    assert [ips for _p, ips in seen] == [{"WEB_IP": "127.0.24.194", "DB_IP": "127.0.24.195"}]
 
 
 def test_the_watchdog_never_follows_a_project_label_out_of_the_repository(tmp_path, fake_runner, monkeypatch):
