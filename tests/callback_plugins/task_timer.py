@@ -11,6 +11,12 @@ scripts/molecule_timer.py reads for the suite's summary.
 
 from __future__ import annotations
 
+import json
+import os
+import time
+
+from ansible.plugins.callback import CallbackBase
+
 DOCUMENTATION = """
 name: task_timer
 type: aggregate
@@ -22,11 +28,6 @@ requirements:
   - enabled in the callbacks_enabled setting
 """
 
-import json
-import os
-import time
-
-from ansible.plugins.callback import CallbackBase
 
 SHOWN = 15
 

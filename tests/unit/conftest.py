@@ -53,6 +53,25 @@ class FakeRunner:
         # A command nobody recorded an answer for is a test that does not know what it runs.
         raise AssertionError("FakeRunner has no recorded answer for %r" % (argv,))
 
+    def answer_api(self, socket_path, method, path, data=None, status=200):
+        """A recorded API answer; status None: nothing listens on the socket."""
+        self.answer(["api", socket_path, method, path], data, rc=status)
+
+    def api(self, socket_path, method, path, ok_statuses=(200,), timeout=60.0):
+        from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
+        from ansible_collections.lockbox.fleet.plugins.module_utils._core.runner import ApiResult
+        request = ["api", socket_path, method, path]
+        self.calls.append(request)
+        self.stdins.append(None)
+        for prefix, status, data in self.answers:
+            if request == prefix:
+                if status is None:
+                    raise LockboxError("%s %s: nothing answers on %s" % (method, path, socket_path), cmd=request)
+                if status not in ok_statuses:
+                    raise LockboxError("%s %s failed (HTTP %d)" % (method, path, status), cmd=request, rc=status)
+                return ApiResult(request, status, data)
+        raise AssertionError("FakeRunner has no recorded answer for %r" % (request,))
+
 
 @pytest.fixture
 def fake_runner():

@@ -5,10 +5,15 @@
 
 Modules pass AnsibleModule.run_command; the host runtime uses subprocess. Secrets are
 only ever handed over as ``stdin``, so the argv recorded in errors and logs is safe.
+A daemon that has an HTTP API on a unix socket (dockerd) is asked through ``api``: one
+request costs milliseconds where its CLI costs a process start (about 0.4 s under TCG).
 """
 
 from __future__ import annotations
 
+import http.client
+import json
+import socket
 import subprocess
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
@@ -24,6 +29,31 @@ class CommandResult:
         self.rc = rc
         self.stdout = stdout
         self.stderr = stderr
+
+
+class ApiResult:
+    __slots__ = ("data", "request", "status")
+
+    def __init__(self, request, status, data):
+        self.request = request
+        self.status = status
+        self.data = data
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self._socket_path = path
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
 
 
 class Runner:
@@ -56,3 +86,27 @@ class Runner:
                 "%s failed (rc=%s): %s" % (tool, rc, detail[-1] if detail else "no output"),
                 cmd=argv, rc=rc, stdout=out, stderr=err)
         return CommandResult(argv, rc, out, err)
+
+    def api(self, socket_path, method, path, ok_statuses=(200,), timeout=60.0):
+        """One HTTP request to the API on ``socket_path``; the answer's JSON (None when empty)."""
+        request = ["api", socket_path, method, path]
+        self.calls.append(request)
+        connection = _UnixHTTPConnection(socket_path, timeout)
+        try:
+            connection.request(method, path, headers={"Host": "localhost"})
+            response = connection.getresponse()
+            status, body = response.status, response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise LockboxError("%s %s: nothing answers on %s (%s)" % (method, path, socket_path, exc),
+                               cmd=request) from None
+        finally:
+            connection.close()
+        try:
+            data = json.loads(body) if body.strip() else None
+        except ValueError:
+            data = body.decode(errors="replace")
+        if status not in ok_statuses:
+            detail = data.get("message") if isinstance(data, dict) else data
+            raise LockboxError("%s %s on %s failed (HTTP %d): %s" % (method, path, socket_path, status, detail),
+                               cmd=request, rc=status)
+        return ApiResult(request, status, data)

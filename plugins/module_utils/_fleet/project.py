@@ -401,29 +401,29 @@ def fingerprint(mount):
     return digest.hexdigest()
 
 
-CONTAINER_FIELDS = {
-    "id": ".ID", "name": ".Names", "state": ".State", "status": ".Status",
-    "service": '(.Label "com.docker.compose.service")',
-    "project_dir": '(.Label "com.docker.compose.project.working_dir")',
-    "service_ip": '(.Label "rediacc.service_ip")', "service_port": '(.Label "rediacc.service_port")',
-    "network_id": '(.Label "rediacc.network_id")',
-    "tcp_ports": '(.Label "rediacc.tcp_ports")', "udp_ports": '(.Label "rediacc.udp_ports")',
-    "custom_domains": '(.Label "rediacc.custom_domains")', "custom_port": '(.Label "rediacc.custom_port")',
+# What we read of a container: its labels, by the name we use.
+LABEL_FIELDS = {
+    "service": "com.docker.compose.service", "project_dir": "com.docker.compose.project.working_dir",
+    "service_ip": "rediacc.service_ip", "service_port": "rediacc.service_port", "network_id": "rediacc.network_id",
+    "tcp_ports": "rediacc.tcp_ports", "udp_ports": "rediacc.udp_ports",
+    "custom_domains": "rediacc.custom_domains", "custom_port": "rediacc.custom_port",
 }
 
 
-def parse_containers(text):
-    """Lines of ``docker ps --format`` with CONTAINER_FIELDS; exit code read from the status."""
+def parse_containers(listed):
+    """Containers as the API lists them (GET /containers/json), flattened; exit code read from the status."""
     found = []
-    for line in text.splitlines():
-        if line.strip():
-            entry = {k: (v or None) for k, v in json.loads(line).items()}
-            match = re.match(r"Exited \((-?\d+)\)", entry.pop("status") or "")
-            entry["exit_code"] = int(match.group(1)) if match else None
-            found.append(entry)
+    for item in listed:
+        labels = item.get("Labels") or {}
+        names = item.get("Names") or []
+        entry = {"id": item.get("Id") or None, "name": names[0].lstrip("/") if names else None,
+                 "state": item.get("State") or None}
+        entry.update({field: labels.get(label) or None for field, label in LABEL_FIELDS.items()})
+        match = re.match(r"Exited \((-?\d+)\)", item.get("Status") or "")
+        entry["exit_code"] = int(match.group(1)) if match else None
+        found.append(entry)
     return found
 
 
 def containers(runner, network_id):
-    template = "{" + ",".join('"%s":{{json %s}}' % item for item in CONTAINER_FIELDS.items()) + "}"
-    return parse_containers(_docker.ps_all(runner, _repo_daemon.docker_host(network_id), template))
+    return parse_containers(_docker.containers(runner, _repo_daemon.docker_host(network_id)))

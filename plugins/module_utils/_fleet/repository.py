@@ -166,8 +166,9 @@ class Operation:
         if not observed.mapper:
             if key is None:
                 raise InvalidInput("a key (key, passphrase or key_file) is needed to open %s" % record_of()["name"])
-            if observed.image and observed.guid:
-                # Test the key first, so a wrong key fails before anything is attached.
+            if observed.image and observed.guid and (self.check_mode or self.actions):
+                # Check mode must say when the key is wrong, and a wrong key must fail before any
+                # earlier step of the plan changes something. Alone, the open itself tells.
                 _cryptsetup.check_key(runner, layout.image(guid()), key.material)
             loops = list(observed.loops)
 

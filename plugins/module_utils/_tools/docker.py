@@ -1,19 +1,14 @@
 # Copyright: lockbox.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The docker CLI against one repository's daemon (its socket), never the user's config."""
+"""docker against one repository's daemon: its API on the socket, and the compose CLI (never the user's config)."""
 
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
-
-NO_DOCKER_CONFIG = {"DOCKER_CONFIG": "/nonexistent"}
-
-
-def _docker(runner, host, *args, ok_rcs=(0,)):
-    return runner.run(["docker", "-H", host, *args], env=NO_DOCKER_CONFIG, ok_rcs=ok_rcs).stdout
 
 
 def compose_model(runner, global_args, env, cwd):
@@ -25,28 +20,42 @@ def compose_model(runner, global_args, env, cwd):
         raise LockboxError("docker compose config printed no JSON: %s" % exc) from None
 
 
-def ps_all(runner, host, template):
-    """``docker ps -a`` with a Go template, one line per container."""
-    return _docker(runner, host, "ps", "-a", "--no-trunc", "--format", template)
+# The daemon itself is asked through its API on the repository's socket (Runner.api).
+
+
+def _socket(host):
+    if not host.startswith("unix://"):
+        raise LockboxError("a repository's dockerd listens on a unix socket, not %s" % host)
+    return host[len("unix://"):]
+
+
+def _container_path(container_id, action=""):
+    return "/containers/%s%s" % (quote(container_id, safe=""), action)
+
+
+def containers(runner, host):
+    """Every container of the daemon (``docker ps -a``), as the API lists them."""
+    return runner.api(_socket(host), "GET", "/containers/json?all=1").data or []
 
 
 def mounts(runner, host, container_id):
     """The container's mounts as Docker reports them (Type, Source, RW, ...)."""
-    return json.loads(_docker(runner, host, "inspect", "--format", "{{json .Mounts}}", container_id) or "[]") or []
+    return (runner.api(_socket(host), "GET", _container_path(container_id, "/json")).data or {}).get("Mounts") or []
 
 
 def start(runner, host, container_id):
-    _docker(runner, host, "start", container_id)
+    runner.api(_socket(host), "POST", _container_path(container_id, "/start"), ok_statuses=(204, 304))
 
 
 def remove(runner, host, container_ids):
-    _docker(runner, host, "rm", "-f", *container_ids)
+    for container_id in container_ids:
+        runner.api(_socket(host), "DELETE", _container_path(container_id, "?force=1"), ok_statuses=(204, 404))
 
 
 def server_version(runner, host):
     """The daemon's version when its API answers, else None."""
     try:
-        out = _docker(runner, host, "version", "--format", "{{.Server.Version}}").strip()
+        answer = runner.api(_socket(host), "GET", "/version", timeout=10.0).data
     except LockboxError:
         return None
-    return out or None
+    return (answer or {}).get("Version") if isinstance(answer, dict) else None

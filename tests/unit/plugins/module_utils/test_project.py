@@ -7,7 +7,10 @@ import pytest
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import project as _project
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_app as _repo_app
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import watchdog as _watchdog
+
+from ...conftest import fixture_text
 
 
 @pytest.mark.parametrize(("args", "expected"), [
@@ -50,16 +53,25 @@ def test_env_names_are_shell_safe():
     assert _project.env_name("api-v2.internal") == "API_V2_INTERNAL_IP"
 
 
-def test_parse_containers_reads_exit_codes_and_empty_labels():
-    lines = [
-        {"id": "a1", "name": "p-web-1", "state": "exited", "status": "Exited (137) 3 seconds ago",
-         "service": "web", "project_dir": "/m/web", "service_ip": "127.0.11.2", "service_port": "8080"},
-        {"id": "b2", "name": "adhoc", "state": "running", "status": "Up 2 minutes",
-         "service": "", "project_dir": "", "service_ip": "", "service_port": ""},
-    ]
-    found = _project.parse_containers("\n".join(json.dumps(line) for line in lines) + "\n")
-    assert found[0]["exit_code"] == 137 and found[0]["service"] == "web"
-    assert found[1]["exit_code"] is None and found[1]["service"] is None
+def test_containers_come_from_the_api_with_exit_codes_and_labels(fake_runner):
+    sock = "/var/run/rediacc/docker-2816.sock"
+    listed = json.loads(fixture_text("docker_api_containers.json"))
+    fake_runner.answer_api(sock, "GET", "/containers/json?all=1", listed)
+    api, web = _project.containers(fake_runner, 2816)
+    assert fake_runner.calls == [["api", sock, "GET", "/containers/json?all=1"]]
+    assert api["name"] == "app-api-1" and api["state"] == "running" and api["exit_code"] is None
+    assert api["service"] == "api" and api["service_ip"] == "127.0.11.3" and api["network_id"] == "2816"
+    assert api["service_port"] is None  # an unset label is None, never ""
+    assert web["state"] == "exited" and web["exit_code"] == 137 and web["service_port"] == "8080"
+    assert web["project_dir"].endswith("/app")
+
+
+def test_a_daemon_that_does_not_answer_has_no_version(fake_runner):
+    sock = "/var/run/rediacc/docker-2816.sock"
+    fake_runner.answer_api(sock, "GET", "/version", status=None)
+    assert _repo_daemon.server_version(fake_runner, 2816) is None
+    fake_runner.answer_api(sock, "GET", "/version", {"Version": "26.1.5+dfsg1", "ApiVersion": "1.45"})
+    assert _repo_daemon.server_version(fake_runner, 2816) == "26.1.5+dfsg1"
 
 
 @pytest.mark.parametrize(("policy", "state", "code", "restart"), [

@@ -52,3 +52,42 @@ def test_the_fake_runner_refuses_a_command_nobody_recorded():
     assert runner.run(["findmnt", "-J"]).stdout == "{}"
     with pytest.raises(AssertionError, match=r"no recorded answer for \['mkfs\.btrfs', '/dev/vdb'\]"):
         runner.run(["mkfs.btrfs", "/dev/vdb"])
+
+
+def test_api_requests_travel_over_the_unix_socket(tmp_path):
+    import http.server
+    import socketserver
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            status, body = (200, b'{"Version": "26.1.5"}') if self.path == "/version" else \
+                (404, b'{"message": "No such container: nope"}')
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+        def get_request(self):
+            request, _ = super().get_request()
+            return request, ("local", 0)
+
+    path = str(tmp_path / "d.sock")
+    server = Server(path, Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        runner = Runner()
+        assert runner.api(path, "GET", "/version").data == {"Version": "26.1.5"}
+        with pytest.raises(LockboxError) as err:
+            runner.api(path, "GET", "/containers/nope/json")
+        assert err.value.msg == "GET /containers/nope/json on %s failed (HTTP 404): No such container: nope" % path
+        assert runner.calls == [["api", path, "GET", "/version"], ["api", path, "GET", "/containers/nope/json"]]
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(LockboxError, match="nothing answers on"):
+        Runner().api(str(tmp_path / "gone.sock"), "GET", "/version")
