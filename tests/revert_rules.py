@@ -48,6 +48,10 @@ REVERTS = [
      '            raise with_actions_taken(exc, reports[:index]) from None', '            raise'),
     ("watchdog stays inside the repository's mount", M + "_fleet/watchdog.py",
      '            if not _inside(container["project_dir"], mounts[network_id]):', '            if False:'),
+    ("the after-report of an operation observes without commands", M + "_fleet/luks_repo.py",
+     'record, deep=False) if not check_mode', 'record) if not check_mode'),
+    ("the key is tested up front only for check mode or earlier steps", M + "_fleet/repository.py",
+     '(self.check_mode or self.actions):', 'True:'),
     ("unknown repository on opened/closed", M + "_fleet/luks_repo.py",
      '        elif record is None and wanted_size is None and state in ("opened", "closed"):', '        elif False:'),
 ]

@@ -28,7 +28,7 @@ def fork_repo(runner, layout, parent_name, tag, *, opened=True, key=None, force=
             raise LockboxError("%s is in state %r; it cannot be forked" % (parent_name, parent["status"]))
         existing = host.get(name)
         before = _repository.Observed(layout, runner, existing)
-        parent_seen = _repository.Observed(layout, runner, parent)
+        parent_seen = _repository.Observed(layout, runner, parent, deep=False)
         if not parent_seen.subvolume:
             raise LockboxError("the subvolume of %s is missing (%s)" % (parent_name, layout.subvolume(parent["guid"])))
         op = _repository.Operation(layout, runner, host, check_mode)
@@ -48,7 +48,7 @@ def fork_repo(runner, layout, parent_name, tag, *, opened=True, key=None, force=
             _plan_fork(op, before, parent, parent_seen, name=name, tag=tag, opened=opened, key=key)
         op.apply()
         record = host.get(name) if not check_mode else existing
-        after = _repository.Observed(layout, runner, record) if not check_mode else before
+        after = _repository.Observed(layout, runner, record, deep=False) if not check_mode else before
         return _repository.result_of(op, before, after, layout, host, record)
 
 

@@ -46,7 +46,7 @@ def converge_repo(runner, layout, name, *, state, size=None, key=None, force=Fal
             _plan_existing(op, before, state, wanted_size, key)
         op.apply()
         record = host.get(name) if not check_mode else record
-        after = _repository.Observed(layout, runner, record) if not check_mode else before
+        after = _repository.Observed(layout, runner, record, deep=False) if not check_mode else before
         return _repository.result_of(op, before, after, layout, host, record)
 
 

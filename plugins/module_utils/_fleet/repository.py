@@ -24,7 +24,6 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._rules.size import M
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import btrfs as _btrfs
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import cryptsetup as _cryptsetup
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import e2fs as _e2fs
-from ansible_collections.lockbox.fleet.plugins.module_utils._tools import findmnt as _findmnt
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import losetup as _losetup
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import lsblk as _lsblk
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import mount as _mount
@@ -108,9 +107,13 @@ def key_from(key=None, passphrase=None, key_file=None):
 
 
 class Observed:
-    """What the host says about one repository (read-only)."""
+    """What the host says about one repository (read-only).
 
-    def __init__(self, layout, runner, record):
+    ``deep`` adds what only planning needs (loop devices, mapping and filesystem sizes: three
+    commands); reports and facts need the shallow part, which runs no command at all.
+    """
+
+    def __init__(self, layout, runner, record, deep=True):
         self.record = record
         self.guid = record["guid"] if record else None
         self.subvolume = self.image = self.mount = None
@@ -124,9 +127,11 @@ class Observed:
         image = layout.image(guid)
         self.image = os.path.isfile(image)
         self.image_size = os.path.getsize(image) if self.image else None
-        self.loops = _losetup.devices_for(runner, image) if self.image else []
         self.mapper = os.path.exists(layout.mapper_device(guid))
-        self.mount = _findmnt.mount_at(runner, layout.mount(guid))
+        self.mount = os.path.ismount(layout.mount(guid))
+        if not deep:
+            return
+        self.loops = _losetup.devices_for(runner, image) if self.image else []
         if self.mapper:
             self.mapper_size = _lsblk.device_size(runner, layout.mapper_device(guid))
             self.fs_size = _e2fs.size(runner, layout.mapper_device(guid))
@@ -266,7 +271,7 @@ def parse_repo_size(size):
 def describe(runner, layout, record, host_records, seen=None):
     """The facts of one repository; ``seen`` reuses an observation already made of it."""
     if seen is None or seen.guid != record["guid"]:
-        seen = Observed(layout, runner, record)
+        seen = Observed(layout, runner, record, deep=False)
     mount = layout.mount(record["guid"])
     used = None
     if seen.mount:

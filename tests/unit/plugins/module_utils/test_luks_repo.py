@@ -10,7 +10,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import luks_r
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repository as _repository
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import btrfs as _btrfs
 
-from ...conftest import FakeRunner
+from ...conftest import FakeRunner, fixture_text
 
 SECRET = "random-key-material-Zq8vR2mX5tL9pW3yK7bN1cF4dG6hJ0sA"
 PASSPHRASE = "correct horse battery staple"
@@ -139,3 +139,28 @@ def test_key_sources(tmp_path):
     with pytest.raises(InvalidInput, match="does not exist"):
         _repository.key_from(key_file=str(tmp_path / "missing"))
     assert _repository.key_from() is None
+
+
+def test_opening_a_closed_repository_observes_once_and_the_report_runs_no_command(host):
+    layout, runner = host
+    key = _repository.key_from(key=SECRET)
+    _luks_repo.converge_repo(runner, layout, "notes", state="present", size="64M", key=key)
+    del runner.calls[:]
+    # The filesystem fills its mapping (as recorded from a 240 MiB repository): nothing to grow.
+    runner.answer(["tune2fs", "-l"], fixture_text("tune2fs_repo.txt"))
+    runner.answer(["lsblk"], '{"blockdevices": [{"path": "/dev/mapper/x", "size": %d, "fstype": "ext4", '
+                  '"type": "crypt"}]}' % (61440 * 4096))
+    runner.silent(["mount"])
+    result = _luks_repo.converge_repo(runner, layout, "notes", state="opened", key=key)
+    guid = result["repository"]["guid"]
+    assert [a["action"] for a in result["actions"]] == ["open", "mount"]
+    # Planning asks once which loop devices hold the image; the open needs no key test of its
+    # own (cryptsetup open says when the key is wrong) and the after-report asks nothing.
+    assert runner.calls == [
+        ["losetup", "--list", "-J", "-O", "NAME,BACK-FILE,SIZELIMIT,OFFSET,AUTOCLEAR,RO"],
+        ["losetup", "--find", "--show", layout.image(guid)],
+        ["cryptsetup", "open", "--type", "luks2", "--key-file=-", "/dev/loop7", "lockbox-" + guid],
+        ["tune2fs", "-l", "/dev/mapper/lockbox-" + guid],
+        ["lsblk", "-J", "-b", "-d", "-o", "PATH,SIZE,FSTYPE,TYPE", "/dev/mapper/lockbox-" + guid],
+        ["mount", "-o", "noatime", "/dev/mapper/lockbox-" + guid, layout.mount(guid)],
+    ]
