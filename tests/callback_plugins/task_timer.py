@@ -56,8 +56,8 @@ class CallbackModule(CallbackBase):
 
     def _start(self, task):
         self._close_current()
-        role = task._role.get_name() if task._role else ""
-        self._current = ("%s : %s" % (role, task.get_name()) if role else task.get_name(), time.monotonic())
+        # get_name() already leads with the role's name for a role's task.
+        self._current = (task.get_name(), time.monotonic())
 
     def v2_playbook_on_task_start(self, task, is_conditional):
         self._start(task)
