@@ -65,7 +65,7 @@ def api_answers(socket_path, timeout=300.0):
     raise RuntimeError("no dockerd answered on %s" % socket_path)
 
 
-def http_ok(ips, port=8080, timeout=300.0):
+def http_ok(ips, port=8080, timeout=120.0):
     """Wait until every address answers HTTP 200 on ``port``."""
     deadline = time.monotonic() + timeout
     pending = set(ips)

@@ -52,6 +52,10 @@ REVERTS = [
      'record, deep=False) if not check_mode', 'record) if not check_mode'),
     ("the key is tested up front only for check mode or earlier steps", M + "_fleet/repository.py",
      '(self.check_mode or self.actions):', 'True:'),
+    ("idle watchdog: no pass between safety passes", M + "_fleet/watchdog.py",
+     'if self.last_full is None or now - self.last_full >= self.safety:', 'if True:'),
+    ("an event sends the watchdog to its own daemon only", M + "_fleet/watchdog.py",
+     'self.dirty |= new | (set(events) & present)', 'self.dirty |= new | (present if events else set())'),
     ("unknown repository on opened/closed", M + "_fleet/luks_repo.py",
      '        elif record is None and wanted_size is None and state in ("opened", "closed"):', '        elif False:'),
 ]

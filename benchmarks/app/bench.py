@@ -166,6 +166,8 @@ def fork_compose_file(parent, fork):
         text = text.replace(_compose.service_ip(parent["network_id"], slot),
                             _compose.service_ip(fork["network_id"], slot))
     text = text.replace('"%d"' % parent["network_id"], '"%d"' % fork["network_id"])
+    # The services' slices, where the fork's own address rewrite applies.
+    text = text.replace("rediacc-%d-" % parent["network_id"], "rediacc-%d-" % fork["network_id"])
     target = os.path.join(project_dir(fork), ".rediacc", "compose.floor.json")
     with open(target, "w") as handle:
         handle.write(text)

@@ -11,6 +11,7 @@ request costs milliseconds where its CLI costs a process start (about 0.4 s unde
 
 from __future__ import annotations
 
+import collections
 import http.client
 import json
 import socket
@@ -57,11 +58,11 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
 
 
 class Runner:
-    """Executes argv lists. ``calls`` records every argv, for tests and reports."""
+    """Executes argv lists. ``calls`` records the latest argv (bounded: the watchdog runs for months)."""
 
     def __init__(self, module=None):
         self._module = module
-        self.calls = []
+        self.calls = collections.deque(maxlen=1000)
 
     def run(self, argv, stdin=None, ok_rcs=(0,), env=None, cwd=None):
         """``env`` adds to (never replaces) the environment; the C locale always wins."""
@@ -110,3 +111,25 @@ class Runner:
             raise LockboxError("%s %s on %s failed (HTTP %d): %s" % (method, path, socket_path, status, detail),
                                cmd=request, rc=status)
         return ApiResult(request, status, data)
+
+    def api_stream(self, socket_path, path):
+        """GET ``path`` as a stream of JSON lines (dockerd's /events); ends when the daemon closes it."""
+        request = ["api-stream", socket_path, "GET", path]
+        self.calls.append(request)
+        connection = _UnixHTTPConnection(socket_path, None)
+        try:
+            connection.request("GET", path, headers={"Host": "localhost"})
+            response = connection.getresponse()
+            if response.status != 200:
+                raise LockboxError("GET %s on %s failed (HTTP %d)" % (path, socket_path, response.status),
+                                   cmd=request, rc=response.status)
+            while True:
+                line = response.readline()
+                if not line:
+                    return
+                if line.strip():
+                    yield json.loads(line)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise LockboxError("GET %s: the stream on %s broke (%s)" % (path, socket_path, exc), cmd=request) from None
+        finally:
+            connection.close()

@@ -1,12 +1,24 @@
 # Copyright: lockbox.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The watchdog (``renet watchdog``): restart policies kept outside Docker, binds checked again first."""
+"""The watchdog (``renet watchdog``): restart policies kept outside Docker, binds checked again first.
+
+It reacts to events instead of polling: one thread per repository daemon follows that daemon's
+container events (``GET /events``), and only a daemon that reported one is looked at. A slow
+safety pass over every daemon (and the routes) catches anything an event could not tell, and a
+container that could not be started is tried again a few seconds later. Idle, it wakes every
+few seconds to list the socket directory: its cost does not grow with the number of repositories.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import queue
 import re
+import threading
+import time
+from urllib.parse import quote
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import (
     InvalidInput,
@@ -34,6 +46,18 @@ def needs_restart(policy, container, attempts=0):
     return False
 
 
+def _held_back(container, state, policy, attempts):
+    """Why an exited container its policy would restart is left stopped, or None."""
+    if container["state"] != "exited" or not policy or policy == "no":
+        return None
+    if container["service"] in (state.get("stopped") or []):
+        return "stopped on purpose (renet compose stop/down); the next up or start starts it"
+    if not needs_restart(policy, container, attempts) and policy.startswith("on-failure") and \
+            container["exit_code"] not in (0, None):
+        return "%s: %d restart(s) done, the limit" % (policy, attempts)
+    return None
+
+
 def _mounts_still_inside(runner, network_id, container, mount):
     """Every bind of the container still resolves to where it was checked: dockerd resolves it again at start."""
     paths = _isolation.HostPaths(mount, container["project_dir"])
@@ -57,19 +81,126 @@ def _mounts_by_network_id(layout):
     return found
 
 
-def watchdog_pass(runner, layout, socket_dir=_repo_daemon.SOCKET_DIR):
-    """Start the stopped containers of every running repository daemon per their saved policy."""
-    restarted = []
+SAFETY_PASS = 30.0  # seconds between passes over every daemon
+TICK = 2.0  # seconds between looks at the socket directory when nothing happens
+RETRY = 5.0  # seconds before a daemon whose container could not be started is looked at again
+EVENTS = ("start", "die", "stop", "destroy")
+
+
+def daemon_sockets(layout, socket_dir=_repo_daemon.SOCKET_DIR):
+    """networkId -> socket of every repository daemon socket present (of repositories this host knows)."""
     try:
-        sockets = sorted(os.listdir(socket_dir))
+        entries = os.listdir(socket_dir)
     except FileNotFoundError:
-        return restarted
-    mounts = _mounts_by_network_id(layout)
-    for entry in sockets:
+        return {}
+    known = _mounts_by_network_id(layout)
+    found = {}
+    for entry in entries:
         match = re.match(r"docker-(\d+)\.sock$", entry)
-        if not match or int(match.group(1)) not in mounts:
+        if match and int(match.group(1)) in known:
+            found[int(match.group(1))] = os.path.join(socket_dir, entry)
+    return found
+
+
+class Watch:
+    """Which daemons to look at, and when: the event loop's decisions, without any I/O."""
+
+    def __init__(self, safety=SAFETY_PASS, retry=RETRY):
+        self.safety, self.retry = safety, retry
+        self.followed = set()
+        self.dirty = set()
+        self.routes_dirty = True
+        self.last_full = None
+        self.retry_at = {}
+
+    def tick(self, now, present, events=(), ended=()):
+        """(daemons to follow from now on, daemons to pass over, whether to sync the routes)."""
+        present = set(present)
+        self.followed -= set(ended)  # its event stream ended: follow it again if it is still there
+        new = present - self.followed
+        if new or (self.followed - present):
+            self.routes_dirty = True
+        self.followed = present
+        self.dirty |= new | (set(events) & present)
+        if events:
+            self.routes_dirty = True
+        if self.last_full is None or now - self.last_full >= self.safety:
+            self.dirty |= present
+            self.routes_dirty = True
+            self.last_full = now
+        self.dirty |= {n for n, at in self.retry_at.items() if now >= at and n in present}
+        passes, routes = sorted(self.dirty), self.routes_dirty
+        self.dirty, self.routes_dirty = set(), False
+        return sorted(new), passes, routes
+
+    def outcome(self, now, network_id, failed):
+        """A daemon with a container that could not be started is looked at again after ``retry``."""
+        if failed:
+            self.retry_at[network_id] = now + self.retry
+        else:
+            self.retry_at.pop(network_id, None)
+
+
+def follow_events(runner, network_id, socket_path, events, ended):
+    """Queue ``network_id`` for every container event of its daemon, until the daemon goes away."""
+    filters = quote(json.dumps({"type": ["container"], "event": list(EVENTS)}))
+    try:
+        for _event in runner.api_stream(socket_path, "/events?filters=" + filters):
+            events.put(network_id)
+    except LockboxError:
+        pass  # not answering (starting, stopping): the next tick follows it again
+    finally:
+        ended.put(network_id)
+
+
+def _drain(channel):
+    found = []
+    while True:
+        try:
+            found.append(channel.get_nowait())
+        except queue.Empty:
+            return found
+
+
+def serve(runner, layout, *, report, sync_routes, safety=SAFETY_PASS, socket_dir=_repo_daemon.SOCKET_DIR,
+          once=False):
+    """The watchdog's loop: ``report(event)`` for each start or refusal, ``sync_routes()`` when they may change."""
+    watch, events, ended = Watch(safety=safety), queue.Queue(), queue.Queue()
+    held = {}
+    while True:
+        now = time.monotonic()
+        sockets = daemon_sockets(layout, socket_dir)
+        follow, passes, routes = watch.tick(now, sockets, _drain(events), _drain(ended))
+        for network_id in follow if not once else ():
+            threading.Thread(target=follow_events, args=(runner, network_id, sockets[network_id], events, ended),
+                             name="events-%d" % network_id, daemon=True).start()
+        for network_id in passes:
+            outcomes = watchdog_pass(runner, layout, socket_dir=socket_dir, only={network_id})
+            for event in outcomes:
+                # A container left stopped is reported once, not at every pass that sees it again.
+                if "left" in event and held.get(event["id"]) == event["left"]:
+                    continue
+                if "left" in event:
+                    held[event["id"]] = event["left"]
+                report(event)
+            watch.outcome(now, network_id, failed=any("error" in e for e in outcomes))
+        if routes:
+            sync_routes()
+        if once:
+            return
+        try:
+            events.put(events.get(timeout=TICK))  # woken by an event, or after a tick
+        except queue.Empty:
+            pass
+
+
+def watchdog_pass(runner, layout, socket_dir=_repo_daemon.SOCKET_DIR, only=None):
+    """Start the stopped containers of running repository daemons (``only`` these networkIds) per their policy."""
+    restarted = []
+    mounts = _mounts_by_network_id(layout)
+    for network_id in sorted(daemon_sockets(layout, socket_dir)):
+        if only is not None and network_id not in only:
             continue
-        network_id = int(match.group(1))
         try:
             found = _project.containers(runner, network_id)
         except LockboxError:
@@ -88,8 +219,11 @@ def watchdog_pass(runner, layout, socket_dir=_repo_daemon.SOCKET_DIR):
                 state = _project.load_project_state(container["project_dir"])
                 policy = (state.get("restart") or {}).get(container["service"])
                 attempts = (state.get("restarts") or {}).get(container["service"], 0)
-                if container["service"] in (state.get("stopped") or []) or \
-                        not needs_restart(policy, container, attempts):
+                held = _held_back(container, state, policy, attempts)
+                if held:
+                    restarted.append({"network_id": network_id, "container": container["name"], "left": held,
+                                      "id": container["id"]})
+                if held or not needs_restart(policy, container, attempts):
                     continue
                 _mounts_still_inside(runner, network_id, container, mounts[network_id])
                 if policy.startswith("on-failure"):

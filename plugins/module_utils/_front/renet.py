@@ -7,7 +7,8 @@
     renet up|down NAME [--unmount]       the Rediaccfile lifecycle of an opened repository
     renet info [NAME] [--json]           info() of every Rediaccfile, as text (JSON with --json)
     renet watchdog [--interval S] [--once]
-                                         start stopped containers per their saved restart policy
+                                         start stopped containers per their saved restart policy,
+                                         on each daemon's events; a safety pass every S seconds
 
 Everything here calls the same library as the Ansible modules.
 """
@@ -18,7 +19,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.runner import Runner
@@ -64,7 +64,7 @@ def _parser():
     info.add_argument("name", nargs="?")
     info.add_argument("--json", action="store_true", help="print {repository: {Rediaccfile: output}} as JSON")
     watchdog = commands.add_parser("watchdog", help="restart stopped containers per their saved policy")
-    watchdog.add_argument("--interval", type=float, default=5.0)
+    watchdog.add_argument("--interval", type=float, default=_watchdog.SAFETY_PASS)
     watchdog.add_argument("--once", action="store_true")
     return parser
 
@@ -100,21 +100,24 @@ def main(argv=None):
             args = options.args[1:] if options.args[:1] == ["--"] else options.args
             return _project.compose(runner, layout, args, dict(os.environ), os.getcwd(), unsafe=options.unsafe)
         if options.command == "watchdog":
-            while True:
-                for event in _watchdog.watchdog_pass(runner, layout):
-                    if "error" in event:
-                        _say("renet watchdog: could not start %(container)s (networkId %(network_id)d): %(error)s"
-                             % event, sys.stderr)
-                    else:
-                        _say("renet watchdog: started %(container)s (networkId %(network_id)d, restart: %(policy)s)"
-                             % event)
+            def report(event):
+                if "left" in event:
+                    _say("renet watchdog: left %(container)s stopped (networkId %(network_id)d): %(left)s" % event)
+                elif "error" in event:
+                    _say("renet watchdog: could not start %(container)s (networkId %(network_id)d): %(error)s"
+                         % event, sys.stderr)
+                else:
+                    _say("renet watchdog: started %(container)s (networkId %(network_id)d, restart: %(policy)s)"
+                         % event)
+
+            def sync_routes():
                 try:
                     _routes.sync(runner, layout.state_dir)
                 except (LockboxError, OSError) as exc:
                     _say("renet watchdog: routes not updated: %s" % exc, sys.stderr)
-                if options.once:
-                    return 0
-                time.sleep(options.interval)
+            _watchdog.serve(runner, layout, report=report, sync_routes=sync_routes, safety=options.interval,
+                            once=options.once)
+            return 0
         if options.command == "info":
             return _info(runner, layout, options)
         result = _repo_app.converge_app(runner, layout, options.name, state=options.command,

@@ -85,7 +85,7 @@ def test_api_requests_travel_over_the_unix_socket(tmp_path):
         with pytest.raises(LockboxError) as err:
             runner.api(path, "GET", "/containers/nope/json")
         assert err.value.msg == "GET /containers/nope/json on %s failed (HTTP 404): No such container: nope" % path
-        assert runner.calls == [["api", path, "GET", "/version"], ["api", path, "GET", "/containers/nope/json"]]
+        assert list(runner.calls) == [["api", path, "GET", "/version"], ["api", path, "GET", "/containers/nope/json"]]
     finally:
         server.shutdown()
         server.server_close()
