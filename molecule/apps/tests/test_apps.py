@@ -89,7 +89,7 @@ def test_restart_policy_is_stripped_and_the_watchdog_restarts(host):
     pid = host.check_output(docker(host, "beta", "inspect -f '{{.State.Pid}}' %s" % web))
     host.run_expect([0], "kill -9 %s" % pid)
     state = ""
-    for _attempt in range(60):  # the watchdog passes every 5 s; a deadline, not a speed check
+    for _attempt in range(60):  # the watchdog reacts to the die event; a deadline, not a speed check
         time.sleep(1)
         state = host.check_output(docker(host, "beta", "inspect -f '{{.State.Status}} {{.State.Pid}}' %s" % web))
         if state.startswith("running") and state.split()[1] != pid:
@@ -256,9 +256,24 @@ def test_containers_resolve_names_through_the_host_stub_resolver_and_nothing_mor
     assert out.rc != 0 and "Operation not permitted" in out.stderr
 
 
+def watchdog_said(host, text, since, seconds=60):
+    """Wait until the watchdog's journal (since ``since``, a journalctl time) holds ``text``."""
+    journal = ""
+    for _attempt in range(seconds):  # a deadline, not a speed check
+        journal = host.check_output("journalctl -u rediacc-watchdog --no-pager -o cat --since %s" % shlex.quote(since))
+        if text in journal:
+            return journal
+        time.sleep(1)
+    raise AssertionError("the watchdog never said %r; its journal since %s:\n%s" % (text, since, journal))
+
+
+def now(host):
+    return host.check_output("date '+%Y-%m-%d %H:%M:%S'")
+
+
 def wait_for(host, name, service, wanted, seconds=60):
     state = ""
-    for _attempt in range(seconds):  # the watchdog passes every 5 s; a deadline, not a speed check
+    for _attempt in range(seconds):  # the watchdog reacts to events; a deadline, not a speed check
         state = host.check_output(docker(host, name, "inspect -f '{{.State.Status}}' %s"
                                          % container(host, name, service)))
         if state == wanted:
@@ -276,13 +291,11 @@ def test_deploy_restart_condition_any_is_restarted_like_always(host):
 def test_on_failure_limit_is_honoured(host):
     project = "cd %s/contract/flaky && renet compose -- " % mount(host, "beta")
     runs = "%s/contract/flaky/data/runs.txt" % mount(host, "beta")
+    since = now(host)
     host.run_expect([0], project + "up -d")
     try:
-        for _attempt in range(60):
-            if host.file(runs).exists and len(host.file(runs).content_string.split()) >= 3:
-                break
-            time.sleep(1)
-        time.sleep(12)  # two more watchdog passes: no fourth run
+        # Three runs (one start, two restarts): the watchdog says it leaves it stopped at the limit.
+        watchdog_said(host, "-flaky-1 stopped (networkId", since, seconds=120)
         assert len(host.file(runs).content_string.split()) == 3
     finally:
         host.run(project + "down")
@@ -290,8 +303,9 @@ def test_on_failure_limit_is_honoured(host):
 
 def test_a_service_stopped_on_purpose_stays_stopped(host):
     project = "cd %s/%s && renet compose -- -f deploy/compose.yaml " % (mount(host, "beta"), CONTRACT)
+    since = now(host)
     host.run_expect([0], project + "stop keeper")
-    time.sleep(12)
+    watchdog_said(host, "stopped on purpose", since)
     assert wait_for(host, "beta", "keeper", "exited", seconds=1) == "exited"
     host.run_expect([0], project + "start keeper")
     assert wait_for(host, "beta", "keeper", "running") == "running"
@@ -302,11 +316,10 @@ def test_watchdog_refuses_a_restart_whose_bind_now_leads_outside(host):
     keep = "%s/%s/deploy/keep" % (mount(host, "alpha"), CONTRACT)
     host.run_expect([0], "mv %s %s.real && ln -s /etc %s" % (keep, keep, keep))
     try:
+        since = now(host)
         host.run_expect([0], docker(host, "alpha", "kill %s" % container(host, "alpha", "keeper")))
-        time.sleep(12)
+        watchdog_said(host, "now resolves to /etc", since)
         assert wait_for(host, "alpha", "keeper", "exited", seconds=1) == "exited"
-        journal = host.check_output("journalctl -u rediacc-watchdog --no-pager -n 50")
-        assert "now resolves to /etc" in journal
     finally:
         host.run("rm %s && mv %s.real %s" % (keep, keep, keep))
     assert wait_for(host, "alpha", "keeper", "running") == "running"

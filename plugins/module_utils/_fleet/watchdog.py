@@ -153,6 +153,13 @@ def follow_events(runner, network_id, socket_path, events, ended):
         ended.put(network_id)
 
 
+def worth_reporting(held_before, outcomes):
+    """(outcomes to report, containers left stopped now): a container left stopped is reported
+    once, not at every pass that sees it again, and again once it ran in between."""
+    held_now = {e["id"]: e["left"] for e in outcomes if "left" in e}
+    return [e for e in outcomes if "left" not in e or held_before.get(e["id"]) != e["left"]], held_now
+
+
 def _drain(channel):
     found = []
     while True:
@@ -176,12 +183,8 @@ def serve(runner, layout, *, report, sync_routes, safety=SAFETY_PASS, socket_dir
                              name="events-%d" % network_id, daemon=True).start()
         for network_id in passes:
             outcomes = watchdog_pass(runner, layout, socket_dir=socket_dir, only={network_id})
-            for event in outcomes:
-                # A container left stopped is reported once, not at every pass that sees it again.
-                if "left" in event and held.get(event["id"]) == event["left"]:
-                    continue
-                if "left" in event:
-                    held[event["id"]] = event["left"]
+            shown, held[network_id] = worth_reporting(held.get(network_id, {}), outcomes)
+            for event in shown:
                 report(event)
             watch.outcome(now, network_id, failed=any("error" in e for e in outcomes))
         if routes:

@@ -62,3 +62,14 @@ def test_containers_left_stopped_say_why():
     assert _watchdog._held_back(exited, {}, "on-failure:3", 2) is None
     assert _watchdog._held_back(exited, {}, "no", 0) is None
     assert _watchdog._held_back(dict(exited, state="running"), {"stopped": ["flaky"]}, "always", 0) is None
+
+
+def test_a_container_left_stopped_is_reported_once_until_it_ran_again():
+    left = {"id": "c1", "container": "p-keeper-1", "network_id": 2816, "left": "stopped on purpose"}
+    started = {"container": "p-web-1", "network_id": 2816, "policy": "always"}
+    shown, held = _watchdog.worth_reporting({}, [left, started])
+    assert shown == [left, started]
+    shown, held = _watchdog.worth_reporting(held, [left])
+    assert shown == []
+    shown, held = _watchdog.worth_reporting(held, [])  # a pass while it ran
+    assert _watchdog.worth_reporting(held, [left])[0] == [left]
