@@ -10,7 +10,7 @@ top=${top:?} run_dir=${run_dir:?} guest=${guest:?}
 
 bench_boot() {  # bench_boot DATA_DISK_SIZE
   export PATH="$top/.venv/bin:$PATH" ANSIBLE_CONFIG="$top/ansible.cfg"
-  mkdir -p "$run_dir" "$top/benchmarks/results"
+  mkdir -p "$run_dir"
   trap 'tools/testguest/testguest down "$guest" --run-dir "$run_dir" >/dev/null' EXIT
   local config
   config=$(LOCKBOX_GUEST_MEMORY=${LOCKBOX_GUEST_MEMORY:-4096} \
@@ -38,13 +38,22 @@ bench_ssh() {
   ssh "${ssh_opts[@]}" root@127.0.0.1 "$@"
 }
 
-bench_run() {  # bench_run SCRIPT RESULT_NAME: runs /opt/lockbox/SCRIPT in the guest, saves its JSON
-  local script=$1 out state shown=0 lines
-  out="benchmarks/results/$2-$(date -u +%Y%m%dT%H%M%SZ).json"
-  bench_ssh "systemd-run --unit=lockbox-bench --working-directory=/opt/lockbox \
-    -E PYTHONPATH=/opt/lockbox -E BENCH_ROUNDS=${BENCH_ROUNDS:-3} \
+bench_copy() {  # bench_copy NAME FILE...: benchmarks/NAME/FILE... and benchmarks/floor.py to /opt/lockbox/NAME
+  local name=$1; shift
+  tar -C benchmarks -cf - floor.py | bench_ssh "mkdir -p /opt/lockbox/$name && tar -C /opt/lockbox/$name -xf -"
+  tar -C "benchmarks/$name" -cf - "$@" | bench_ssh "tar -C /opt/lockbox/$name -xf -"
+}
+
+bench_run() {  # bench_run NAME: runs /opt/lockbox/NAME/bench.py in the guest, saves its JSON under benchmarks/NAME/runs
+  local name=$1 out state shown=0 lines kind
+  kind="$(nproc) cores, $(awk '/^MemTotal:/ {printf "%d GiB", $2 / 1048576}' /proc/meminfo), $(uname -m)"
+  mkdir -p "benchmarks/$name/runs"
+  out="benchmarks/$name/runs/$(date -u +%Y%m%dT%H%M%SZ).json"
+  bench_ssh "systemd-run --unit=lockbox-bench --working-directory=/opt/lockbox/$name \
+    -E PYTHONPATH=/opt/lockbox -E BENCH_ROUNDS=${BENCH_ROUNDS:-5} -E BENCH_ACCEL=${LOCKBOX_ACCEL:-tcg} \
+    -E 'BENCH_HOST_KIND=$kind' \
     -p StandardOutput=file:/opt/lockbox/bench.json -p StandardError=file:/opt/lockbox/bench.log \
-    python3 /opt/lockbox/$script"
+    python3 /opt/lockbox/$name/bench.py"
   while :; do
     sleep 20
     state=$(bench_ssh 'systemctl show -P ActiveState lockbox-bench; systemctl show -P Result lockbox-bench' \
@@ -61,7 +70,7 @@ bench_run() {  # bench_run SCRIPT RESULT_NAME: runs /opt/lockbox/SCRIPT in the g
   done
   bench_ssh 'cat /opt/lockbox/bench.json' | tee "$out"
   case "$state" in
-    *success*) echo "saved $out (TCG guest: compare ratios, not absolute times)" ;;
+    *success*) echo "saved $out (${LOCKBOX_ACCEL:-tcg} guest: compare ours/floor, not absolute times)" ;;
     *) echo "benchmark failed in the guest ($state)" >&2; return 1 ;;
   esac
 }

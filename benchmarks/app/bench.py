@@ -198,7 +198,15 @@ def to_closed():
     _repo_app.converge_app(RUNNER, LAYOUT, NAME, state="down", unmount=True)
 
 
+def reset():
+    """Leftovers of an interrupted run (its random key is gone with it) are deleted first."""
+    names = [r["name"] for r in _repo_info.info(RUNNER, LAYOUT) if r["name"].split(":")[0] == NAME]
+    for name in sorted(names, key=lambda n: -n.count(":")):
+        _luks_repo.converge_repo(RUNNER, LAYOUT, name, state="absent", force=True)
+
+
 def setup():
+    reset()
     _luks_repo.converge_repo(RUNNER, LAYOUT, NAME, state="opened", size="1G", key=KEY)
     rec = record(NAME)
     shutil.copytree(os.path.join(HERE, "app"), project_dir(rec), dirs_exist_ok=True)
