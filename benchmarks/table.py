@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Print the README's speed tables from the committed raw runs (benchmarks/<name>/runs/*.json).
+
+Usage: benchmarks/table.py            the newest run of each benchmark that has a floor
+Every figure printed comes from those files; nothing is typed in by hand.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def newest(name):
+    runs = sorted((HERE / name / "runs").glob("*.json"))
+    for path in reversed(runs):
+        data = json.loads(path.read_text())
+        if "machine" in data:  # runs made before the floor existed have no machine block
+            return path, data
+    return None, None
+
+
+def operations_table(name):
+    path, data = newest(name)
+    if data is None or not data.get("operations"):
+        return []
+    machine = data["machine"]
+    lines = ["`benchmarks/%s/runs/%s` (%s guest, %d vCPUs, %d MiB, on %s; median of %d rounds):" % (
+        name, path.name, machine["accel"].upper(), machine["guest_cpus"], machine["guest_memory_mib"],
+        machine["host_kind"] or "?", data.get("rounds", 0)), "",
+        "| operation | ours (ms) | floor (ms) | ours / floor | commands ours / floor |", "|---|---|---|---|---|"]
+    for op_name, op in data["operations"].items():
+        commands = "%s / %s" % (op.get("ours_commands"), op.get("floor_commands")) \
+            if op.get("ours_commands") is not None else "-"
+        lines.append("| %s | %.0f | %.0f | %.2f | %s |" % (op_name.replace("_", " "), op["ours_ms"], op["floor_ms"],
+                                                           op["ratio"], commands))
+    if "clone_16g_fragmented_vs_1g_fresh" in data:
+        lines += ["", "Clone step, 16 GiB fragmented / 1 GiB fresh: %.2f" % data["clone_16g_fragmented_vs_1g_fresh"]]
+    return [*lines, ""]
+
+
+def scale_table():
+    path, data = newest("scale")
+    if data is None:
+        return []
+    lines = ["`benchmarks/scale/runs/%s` (%s guest):" % (path.name, data["machine"]["accel"].upper()), "",
+             "| repositories up | that repo up (ms) | repo_info of all (ms) | route sync (ms) | "
+             "watchdog CPU per idle minute (ms) |", "|---|---|---|---|---|"]
+    for count, mark in sorted(data["marks"].items(), key=lambda item: int(item[0])):
+        lines.append("| %s | %.0f | %.1f | %.1f | %.1f |" % (count, mark["repo_up_ms"], mark["repo_info_all_ms"],
+                                                             mark["route_sync_ms"],
+                                                             mark["watchdog_cpu_ms_per_idle_minute"]))
+    growth = data["tenth_vs_first"]
+    lines += ["", "10 / 1: " + ", ".join("%s %.2f" % (k, v) for k, v in growth.items() if v is not None), ""]
+    return lines
+
+
+def main():
+    out = []
+    for name in ("fork", "app"):
+        out += operations_table(name)
+    out += scale_table()
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
