@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 TOP = Path(__file__).resolve().parent.parent
-STEP = re.compile(r"^INFO\s+\[(?P<scenario>[\w.-]+) > (?P<step>[\w-]+)\] Executing")
+STEP = re.compile(r"^INFO\s+\[(?P<scenario>[\w.-]+) > (?P<step>[\w-]+)\] Executing$")
 SHOWN_TASKS = 15
 
 
