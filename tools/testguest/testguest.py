@@ -60,7 +60,7 @@ def accel_args(cpus):
     # thread=multi runs one host thread per vCPU; the large translation cache avoids
     # re-translating the kernel's hot paths.
     thread = "multi" if cpus > 1 else "single"
-    return ["-accel", f"tcg,thread={thread},tb-size=512", "-cpu", "max"]
+    return ["-accel", f"tcg,thread={thread},tb-size=512", "-cpu", os.environ.get("LOCKBOX_GUEST_CPU", "max")]
 
 
 def guest_paths(run_dir, name):
