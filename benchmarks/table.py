@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Print the README's speed tables from the committed raw runs (benchmarks/<name>/runs/*.json).
 
-Usage: benchmarks/table.py            the newest run of each benchmark that has a floor
+Usage: python3 benchmarks/table.py            the newest run of each benchmark that has a floor
 Every figure printed comes from those files; nothing is typed in by hand.
 """
 

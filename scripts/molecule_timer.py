@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Run Molecule, pass its output through, and print how long each scenario and step took.
 
-Usage: scripts/molecule_timer.py -- molecule test --all ...
+Usage: python3 scripts/molecule_timer.py -- molecule test --all ...
 Step boundaries are Molecule's own "INFO [scenario > step] Executing" lines. The budgets
 of molecule/budgets.yml (docs/testing.md) are checked: a scenario over its budget gets a
 WARNING line (the run does not fail on time alone). The slowest tasks of every playbook
@@ -37,7 +36,7 @@ def summarise(steps, timings_file, limits):
     lines = ["===== molecule timings ====="]
     warnings = []
     for scenario, scenario_steps in per_scenario.items():
-        total = sum(s for _, s in scenario_steps)
+        total = sum(seconds for _step, seconds in scenario_steps)
         limit = limits.get(scenario)
         lines.append("%-12s %6.0f s  (budget %s)  %s" % (
             scenario, total, "%d s" % limit if limit else "none",

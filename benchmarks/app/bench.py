@@ -220,7 +220,7 @@ def rounds_up(op, bare):
         for who in ("ours", "floor") if round_ % 2 == 0 else ("floor", "ours"):
             to_closed()
             if who == "ours":
-                elapsed, _ = timed(ours_up)
+                elapsed = timed(ours_up)[0]
                 to_closed()
             else:
                 rec = record(NAME)
@@ -234,7 +234,7 @@ def rounds_fork(op, bare):
     ours_up()
     for round_ in range(ROUNDS):
         tag = "b%d" % round_
-        elapsed, _ = timed(ours_fork, tag)
+        elapsed = timed(ours_fork, tag)[0]
         op["ours_all"].append(elapsed)
         fork = record("%s:%s" % (NAME, tag))
         remove_fork(tag)
@@ -248,7 +248,7 @@ def rounds_dockerd(op):
     rec = record(NAME)
     for round_ in range(ROUNDS):
         _repo_daemon.converge_daemon(RUNNER, LAYOUT, NAME, state="stopped")
-        elapsed, _ = timed(ours_daemon, rec)
+        elapsed = timed(ours_daemon, rec)[0]
         _repo_daemon.converge_daemon(RUNNER, LAYOUT, NAME, state="stopped")
         op["ours_all"].append(elapsed)
         elapsed, unit = floor_dockerd(rec)

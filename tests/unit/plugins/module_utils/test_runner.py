@@ -73,7 +73,7 @@ def test_api_requests_travel_over_the_unix_socket(tmp_path):
 
     class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         def get_request(self):
-            request, _ = super().get_request()
+            request = super().get_request()[0]
             return request, ("local", 0)
 
     path = str(tmp_path / "d.sock")
