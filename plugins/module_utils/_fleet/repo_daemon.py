@@ -134,8 +134,14 @@ class _Daemon:
         if self.current_conf != self.wanted_conf:
             self.add("write-config", "write %s" % self.conf, lambda: write_atomic(self.conf, self.wanted_conf))
             changed_files = True
-        if self.current_unit != self.wanted_unit:
-            self.add("write-unit", "write %s" % self.unit, lambda: (
+        if self.current_unit is None:
+            # systemd loads a unit file it has not seen on the next start (it notices the unit
+            # directory changed): a daemon-reload, seconds on a busy host, is for changed files.
+            self.add("write-unit", "write %s" % self.unit,
+                     lambda: _systemd.write_unit_file(self.unit, self.wanted_unit))
+            changed_files = True
+        elif self.current_unit != self.wanted_unit:
+            self.add("write-unit", "write %s and reload systemd" % self.unit, lambda: (
                 _systemd.write_unit_file(self.unit, self.wanted_unit), self.systemctl("daemon-reload")()))
             changed_files = True
         if not self.status["active"]:
