@@ -114,7 +114,8 @@ def machine():
     return {"accel": accel, "tcg": accel == "tcg", "guest_cpus": os.cpu_count(), "guest_memory_mib": mem_kib // 1024,
             "guest_cpu_model": next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
                                      if line.startswith("model name")), ""),
-            "kernel": platform.release(), "host_kind": os.environ.get("BENCH_HOST_KIND", "")}
+            "kernel": platform.release(), "host_kind": os.environ.get("BENCH_HOST_KIND", ""),
+            "commit": os.environ.get("BENCH_COMMIT", "")}
 
 
 def report(operations, extra=None):

@@ -51,7 +51,7 @@ bench_run() {  # bench_run NAME: runs /opt/lockbox/NAME/bench.py in the guest, s
   out="benchmarks/$name/runs/$(date -u +%Y%m%dT%H%M%SZ).json"
   bench_ssh "systemd-run --unit=lockbox-bench --working-directory=/opt/lockbox/$name \
     -E PYTHONPATH=/opt/lockbox -E BENCH_ROUNDS=${BENCH_ROUNDS:-5} -E BENCH_ACCEL=${LOCKBOX_ACCEL:-tcg} \
-    -E 'BENCH_HOST_KIND=$kind' \
+    -E 'BENCH_HOST_KIND=$kind' -E BENCH_COMMIT=$(git rev-parse --short HEAD) \
     -p StandardOutput=file:/opt/lockbox/bench.json -p StandardError=file:/opt/lockbox/bench.log \
     python3 /opt/lockbox/$name/bench.py"
   while :; do
