@@ -177,7 +177,9 @@ def converge_daemon(runner, layout, name, *, state, check_mode=False, config_dir
     if not check_mode:
         if state == "started":
             version = wait_for_api(runner, daemon.network_id)
-    active = _systemd.unit_status(runner, daemon.unit)["active"] if not check_mode else daemon.status["active"]
+    # After a real run the state is the one asked for: started waited for the API to answer,
+    # stopped and absent stopped the unit. Asking systemd again would only cost a command.
+    active = (state == "started") if not check_mode else daemon.status["active"]
     return {"changed": bool(daemon.actions), "actions": reports,
             "daemon": {"name": name, "network_id": daemon.network_id, "unit": daemon.unit,
                        "socket": socket_path(daemon.network_id), "docker_host": docker_host(daemon.network_id),
