@@ -81,25 +81,30 @@ def _mounts_by_network_id(layout):
     return found
 
 
-SAFETY_PASS = 30.0  # seconds between passes over every daemon
+SAFETY_PASS = 300.0  # seconds between passes over every daemon and the routes
 TICK = 2.0  # seconds between looks at the socket directory when nothing happens
 RETRY = 5.0  # seconds before a daemon whose container could not be started is looked at again
 EVENTS = ("start", "die", "stop", "destroy")
 
 
-def daemon_sockets(layout, socket_dir=_repo_daemon.SOCKET_DIR):
-    """networkId -> socket of every repository daemon socket present (of repositories this host knows)."""
+def socket_entries(socket_dir=_repo_daemon.SOCKET_DIR):
+    """networkId -> socket of every daemon socket present: one directory listing, nothing else."""
     try:
         entries = os.listdir(socket_dir)
     except FileNotFoundError:
         return {}
-    known = _mounts_by_network_id(layout)
     found = {}
     for entry in entries:
         match = re.match(r"docker-(\d+)\.sock$", entry)
-        if match and int(match.group(1)) in known:
+        if match:
             found[int(match.group(1))] = os.path.join(socket_dir, entry)
     return found
+
+
+def daemon_sockets(layout, socket_dir=_repo_daemon.SOCKET_DIR):
+    """networkId -> socket of every repository daemon socket present (of repositories this host knows)."""
+    known = _mounts_by_network_id(layout)
+    return {n: path for n, path in socket_entries(socket_dir).items() if n in known}
 
 
 class Watch:
@@ -173,10 +178,14 @@ def serve(runner, layout, *, report, sync_routes, safety=SAFETY_PASS, socket_dir
           once=False):
     """The watchdog's loop: ``report(event)`` for each start or refusal, ``sync_routes()`` when they may change."""
     watch, events, ended = Watch(safety=safety), queue.Queue(), queue.Queue()
-    held = {}
+    held, listed, sockets = {}, None, {}
     while True:
         now = time.monotonic()
-        sockets = daemon_sockets(layout, socket_dir)
+        # Idle, a tick is one directory listing: the host's records are read only when the
+        # sockets present changed.
+        present = socket_entries(socket_dir)
+        if present != listed:
+            listed, sockets = present, daemon_sockets(layout, socket_dir)
         follow, passes, routes = watch.tick(now, sockets, _drain(events), _drain(ended))
         for network_id in follow if not once else ():
             threading.Thread(target=follow_events, args=(runner, network_id, sockets[network_id], events, ended),
