@@ -15,7 +15,6 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._core.plan import Ac
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import loopback_net as _loopback_net
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import docker as _docker
-from ansible_collections.lockbox.fleet.plugins.module_utils._tools import findmnt as _findmnt
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import systemd as _systemd
 
 SOCKET_DIR = "/var/run/rediacc"
@@ -166,7 +165,7 @@ def converge_daemon(runner, layout, name, *, state, check_mode=False, config_dir
         raise InvalidInput("state must be started, stopped or absent, got %r" % (state,))
     daemon = _Daemon(runner, layout, _state.ready_record(layout.state_dir, name), config_dir)
     if state == "started":
-        if _findmnt.mount_at(runner, daemon.mount) is None:
+        if not os.path.ismount(daemon.mount):
             raise InvalidInput("%s is not mounted at %s: open it first (lockbox.fleet.luks_repo state=opened)"
                                % (name, daemon.mount))
         daemon.plan_started()
