@@ -26,9 +26,9 @@ def operations_table(name):
     if data is None or not data.get("operations"):
         return []
     machine = data["machine"]
-    lines = ["`benchmarks/%s/runs/%s` (%s guest, %d vCPUs, %d MiB, on %s; median of %d rounds):" % (
+    lines = ["`benchmarks/%s/runs/%s` (%s guest, %d vCPUs, %d MiB, on %s; commit %s; median of %d rounds):" % (
         name, path.name, machine["accel"].upper(), machine["guest_cpus"], machine["guest_memory_mib"],
-        machine["host_kind"] or "?", data.get("rounds", 0)), "",
+        machine["host_kind"] or "?", machine.get("commit") or "?", data.get("rounds", 0)), "",
         "| operation | ours (ms) | floor (ms) | ours / floor | commands ours / floor |", "|---|---|---|---|---|"]
     for op_name, op in data["operations"].items():
         commands = "%s / %s" % (op.get("ours_commands"), op.get("floor_commands")) \
@@ -44,7 +44,8 @@ def scale_table():
     path, data = newest("scale")
     if data is None:
         return []
-    lines = ["`benchmarks/scale/runs/%s` (%s guest):" % (path.name, data["machine"]["accel"].upper()), "",
+    lines = ["`benchmarks/scale/runs/%s` (%s guest, commit %s):" % (
+        path.name, data["machine"]["accel"].upper(), data["machine"].get("commit") or "?"), "",
              "| repositories up | that repo up (ms) | repo_info of all (ms) | route sync (ms) | "
              "watchdog CPU per idle minute (ms) |", "|---|---|---|---|---|"]
     for count, mark in sorted(data["marks"].items(), key=lambda item: int(item[0])):
