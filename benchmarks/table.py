@@ -44,9 +44,9 @@ def scale_table():
     path, data = newest("scale")
     if data is None:
         return []
-    lines = ["`benchmarks/scale/runs/%s` (%s guest, commit %s):" % (
-        path.name, data["machine"]["accel"].upper(), data["machine"].get("commit") or "?"), "",
-             "| repositories up | that repo up (ms) | repo_info of all (ms) | route sync (ms) | "
+    title = "`benchmarks/scale/runs/%s` (%s guest, commit %s):" % (
+        path.name, data["machine"]["accel"].upper(), data["machine"].get("commit") or "?")
+    lines = [title, "", "| repositories up | that repo up (ms) | repo_info of all (ms) | route sync (ms) | "
              "watchdog CPU per idle minute (ms) |", "|---|---|---|---|---|"]
     for count, mark in sorted(data["marks"].items(), key=lambda item: int(item[0])):
         lines.append("| %s | %.0f | %.1f | %.1f | %.1f |" % (count, mark["repo_up_ms"], mark["repo_info_all_ms"],
