@@ -45,6 +45,15 @@ class Bare:
         return proc.stdout.decode().strip()
 
 
+def delete_leftovers(runner, layout, is_ours):
+    """Repositories an interrupted run left (its random key is gone with it), forks first."""
+    from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import luks_repo as _luks_repo
+    from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_info as _repo_info
+    names = [r["name"] for r in _repo_info.info(runner, layout) if is_ours(r["name"])]
+    for name in sorted(names, key=lambda n: -n.count(":")):
+        _luks_repo.converge_repo(runner, layout, name, state="absent", force=True)
+
+
 def api_answers(socket_path, timeout=300.0):
     """Wait (no process started) until a dockerd answers GET /version on its socket."""
     deadline = time.monotonic() + timeout

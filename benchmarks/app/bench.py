@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import time
 
-from floor import Bare, api_answers, count_commands, http_ok, log, report
+from floor import Bare, api_answers, count_commands, delete_leftovers, http_ok, log, report
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.runner import Runner
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import btrfs_fork as _btrfs_fork
@@ -198,10 +198,7 @@ def to_closed():
 
 
 def reset():
-    """Leftovers of an interrupted run (its random key is gone with it) are deleted first."""
-    names = [r["name"] for r in _repo_info.info(RUNNER, LAYOUT) if r["name"].split(":")[0] == NAME]
-    for name in sorted(names, key=lambda n: -n.count(":")):
-        _luks_repo.converge_repo(RUNNER, LAYOUT, name, state="absent", force=True)
+    delete_leftovers(RUNNER, LAYOUT, lambda name: name.split(":")[0] == NAME)
 
 
 def setup():

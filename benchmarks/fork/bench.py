@@ -16,7 +16,7 @@ import subprocess
 import time
 import uuid
 
-from floor import Bare, count_commands, log, median, report
+from floor import Bare, count_commands, delete_leftovers, log, median, report
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.runner import Runner
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import btrfs_fork as _btrfs_fork
@@ -178,10 +178,7 @@ def main():
     layout = _repository.Layout()
     runner = Runner()
     rows, bare = [], Bare()
-    # Leftovers of an interrupted run (its random key is gone with it) are deleted first.
-    for record in sorted(_repo_info.info(runner, layout), key=lambda r: -r["name"].count(":")):
-        if record["name"].startswith("bench-"):
-            _luks_repo.converge_repo(runner, layout, record["name"], state="absent", force=True)
+    delete_leftovers(runner, layout, lambda name: name.startswith("bench-"))
     for label, gib, writes in CASES:
         name = "bench-%s" % label.lower()
         log("%s: create and write" % label)

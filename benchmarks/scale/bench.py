@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import time
 
-from floor import http_ok, log, median, report
+from floor import delete_leftovers, http_ok, log, median, report
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.runner import Runner
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import luks_repo as _luks_repo
@@ -79,9 +79,7 @@ def watchdog_cpu_ms_per_minute():
 
 
 def main():
-    for record in _repo_info.info(RUNNER, LAYOUT):  # leftovers of an interrupted run
-        if record["name"].startswith("scale-"):
-            _luks_repo.converge_repo(RUNNER, LAYOUT, record["name"], state="absent", force=True)
+    delete_leftovers(RUNNER, LAYOUT, lambda name: name.startswith("scale-"))
     # The watchdog restarted with the accounting on: its CPU time is what is measured.
     subprocess.run(["systemctl", "restart", "rediacc-watchdog.service"], check=True)
     records = [prepare(index) for index in range(1, COUNT + 1)]

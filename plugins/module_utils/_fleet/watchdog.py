@@ -210,7 +210,7 @@ def watchdog_pass(runner, layout, socket_dir=_repo_daemon.SOCKET_DIR, only=None)
     """Start the stopped containers of running repository daemons (``only`` these networkIds) per their policy."""
     restarted = []
     mounts = _mounts_by_network_id(layout)
-    for network_id in sorted(daemon_sockets(layout, socket_dir)):
+    for network_id in sorted(n for n in socket_entries(socket_dir) if n in mounts):
         if only is not None and network_id not in only:
             continue
         try:
