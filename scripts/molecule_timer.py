@@ -21,6 +21,10 @@ import yaml
 TOP = Path(__file__).resolve().parent.parent
 STEP = re.compile(r"^INFO\s+\[(?P<scenario>[\w.-]+) > (?P<step>[\w-]+)\] Executing$")
 SHOWN_TASKS = 15
+# A failed Ansible task, or a failed test in pytest's report (never Ansible's retries).
+FAILURE = re.compile(r"^(fatal|failed): \[|^_{5,} test_|^FAILED (?!- RETRYING)")
+FAILURE_LINES = 30
+SHOWN_FAILURES = 3
 
 
 def budgets():
@@ -67,11 +71,19 @@ def main(argv):
     timings_file.unlink(missing_ok=True)
     env = dict(os.environ, LOCKBOX_TIMINGS=str(timings_file))
     steps, current = [], None
+    failures, context = [], 0
     proc = subprocess.Popen(argv[1:], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             errors="replace")
     for line in proc.stdout:
         sys.stdout.write(line)
         sys.stdout.flush()
+        # A failed task, a failed test: kept for the end, where CI's short excerpt shows it.
+        if FAILURE.search(line):
+            context = FAILURE_LINES
+            failures.append("--")
+        if context:
+            failures.append(line.rstrip()[:300])
+            context -= 1
         match = STEP.match(line)
         if match:
             now = time.monotonic()
@@ -81,6 +93,9 @@ def main(argv):
     rc = proc.wait()
     if current is not None:
         steps.append((current[0], current[1], time.monotonic() - current[2]))
+    if rc and failures:
+        print("\n===== what failed (the first %d) =====" % SHOWN_FAILURES)
+        print("\n".join(failures[:SHOWN_FAILURES * (FAILURE_LINES + 1)]))
     print("\n".join(summarise(steps, timings_file, limits)), flush=True)
     return rc
 

@@ -18,6 +18,9 @@ description:
     changed since the last run, the daemon was not running, or a container has failed.
   - C(state=down) runs C(down()) of every Rediaccfile and stops the daemon; O(unmount) also closes the volume.
   - Rediaccfiles call C(renet compose -- up -d), installed on hosts by the C(lockbox.fleet.machine) role.
+  - After C(state=down) with O(checkpoint=true), C(state=up) starts the services the checkpointed ones
+    depend on first (healthy when they have a healthcheck), then restores the checkpointed ones in
+    C(depends_on) order. One whose restore fails starts fresh; the result (C(restored)) and a warning say so.
 author:
   - lockbox.fleet developers (@lockbox-fleet)
 extends_documentation_fragment:
@@ -34,6 +37,18 @@ options:
     default: up
   unmount:
     description: With C(state=down), also unmount and close the LUKS volume.
+    type: bool
+    default: false
+  checkpoint:
+    description:
+      - With C(state=down), first checkpoint and stop the containers labelled C(rediacc.checkpoint=true)
+        (see M(lockbox.fleet.criu_checkpoint)); the next C(state=up) restores them.
+    type: bool
+    default: false
+  skip_checkpoint:
+    description:
+      - With C(state=up), start every service fresh even if C(state=down) left a checkpoint
+        (the checkpoint is kept, and no longer restored by the next up).
     type: bool
     default: false
   info:
@@ -63,6 +78,12 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     var: up.urls
 
+- name: Down, keeping the memory of the labelled services for the next up
+  lockbox.fleet.repo_app:
+    name: marketing
+    state: down
+    checkpoint: true
+
 - name: Down, and lock the volume
   lockbox.fleet.repo_app:
     name: marketing
@@ -85,6 +106,11 @@ containers:
   returned: always
   type: list
   elements: dict
+restored:
+  description: After an up that restored a checkpoint, per container whether it came back from it (C(restored)) or
+    started fresh, and why (C(error)).
+  returned: when a checkpoint was restored
+  type: dict
 urls:
   description: Route URLs of the services labelled C(rediacc.service_port) (forks use C({service}-fork-{tag})).
   returned: always
@@ -105,6 +131,8 @@ def main():
             name=dict(type="str", required=True),
             state=dict(type="str", choices=["up", "down"], default="up"),
             unmount=dict(type="bool", default=False),
+            checkpoint=dict(type="bool", default=False),
+            skip_checkpoint=dict(type="bool", default=False),
             info=dict(type="bool", default=False),
             machine=dict(type="str", default=""),
             base_domain=dict(type="str", default=""),

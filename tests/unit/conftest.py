@@ -57,12 +57,12 @@ class FakeRunner:
         """A recorded API answer; status None: nothing listens on the socket."""
         self.answer(["api", socket_path, method, path], data, rc=status)
 
-    def api(self, socket_path, method, path, ok_statuses=(200,), timeout=60.0):
+    def api(self, socket_path, method, path, ok_statuses=(200,), timeout=60.0, body=None):  # noqa: PLR0917
         from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
         from ansible_collections.lockbox.fleet.plugins.module_utils._core.runner import ApiResult
         request = ["api", socket_path, method, path]
         self.calls.append(request)
-        self.stdins.append(None)
+        self.stdins.append(body)
         for prefix, status, data in self.answers:
             if request == prefix:
                 if status is None:

@@ -88,13 +88,18 @@ class Runner:
                 cmd=argv, rc=rc, stdout=out, stderr=err)
         return CommandResult(argv, rc, out, err)
 
-    def api(self, socket_path, method, path, ok_statuses=(200,), timeout=60.0):
-        """One HTTP request to the API on ``socket_path``; the answer's JSON (None when empty)."""
+    def api(self, socket_path, method, path, ok_statuses=(200,), timeout=60.0, body=None):  # noqa: PLR0917
+        """One HTTP request on ``socket_path`` (``body`` sent as JSON); the answer's JSON (None when empty)."""
         request = ["api", socket_path, method, path]
         self.calls.append(request)
         connection = _UnixHTTPConnection(socket_path, timeout)
+        headers = {"Host": "localhost"}
+        payload = None
+        if body is not None:
+            payload = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
         try:
-            connection.request(method, path, headers={"Host": "localhost"})
+            connection.request(method, path, body=payload, headers=headers)
             response = connection.getresponse()
             status, body = response.status, response.read()
         except (OSError, http.client.HTTPException) as exc:

@@ -307,9 +307,16 @@ def compose(runner, layout, args, environ, cwd, *, unsafe=False, exec_=subproces
     save_project_state(project_dir, {"network_id": repo.network_id, "project": model.get("name"),
                                      "slots": slots, "restart": restart, "stopped": sorted(stopped),
                                      "restarts": restarts})
-    argv = ["docker", "compose", "-p", model.get("name") or os.path.basename(project_dir), "-f", rendered,
-            "--project-directory", project_dir, *command]
-    return exec_(argv, env=env, cwd=project_dir)
+    base = ["docker", "compose", "-p", model.get("name") or os.path.basename(project_dir), "-f", rendered,
+            "--project-directory", project_dir]
+    if subcommand == "up":
+        # Under repo up with a pending checkpoint: its services come back from it (criu_checkpoint).
+        from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import criu_checkpoint as _checkpoint
+        directory = _checkpoint.restore_directory(repo, environ)
+        if directory:
+            _checkpoint.restore_during_up(runner, repo, directory, (project_dir, model, command),
+                                          lambda args: exec_([*base, *args], env=env, cwd=project_dir))
+    return exec_([*base, *command], env=env, cwd=project_dir)
 
 
 # ---------------------------------------------------------------------------------------

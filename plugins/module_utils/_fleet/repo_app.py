@@ -13,6 +13,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import 
     LockboxError,
     with_actions_taken,
 )
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import criu_checkpoint as _checkpoint
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import loopback_net as _loopback_net
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import luks_repo as _luks_repo
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import project as _project
@@ -108,7 +109,7 @@ class _Lifecycle:
         self.environ = environ
         self.record = _state.ready_record(layout.state_dir, name)
         self.repo = _project.Repository.from_record(layout, self.record)
-        self.actions, self.outputs = [], {}
+        self.actions, self.outputs, self.restored = [], {}, {}
 
     def note(self, step, result):
         self.actions.extend(dict(a, action="%s:%s" % (step, a["action"])) for a in result["actions"])
@@ -116,7 +117,7 @@ class _Lifecycle:
     def add(self, action, detail):
         self.actions.append({"action": action, "detail": detail})
 
-    def up(self, key):
+    def up(self, key, skip_checkpoint=False):
         runner, layout, name, check_mode, repo = self.runner, self.layout, self.name, self.check_mode, self.repo
         self.note("volume", _luks_repo.converge_repo(runner, layout, name, state="opened", key=key,
                                                      check_mode=check_mode))
@@ -132,12 +133,28 @@ class _Lifecycle:
         if inherited:
             self.add("remove-inherited", "remove %d container(s) of another networkId (inherited from the "
                      "parent): %s" % (len(inherited), ", ".join(inherited)))
-        changed, self.outputs = up(runner, repo, self.environ, check_mode=check_mode)
+        restoring = _checkpoint.pending(repo.mount)
+        if restoring and skip_checkpoint:
+            self.add("checkpoint:skip", "start fresh, without checkpoint %s" % restoring)
+            if not check_mode:
+                _checkpoint.clear_pending(repo.mount)
+            restoring = None
+        environ = self.environ
+        if restoring:
+            self.add("checkpoint:restore", "restore checkpoint %s into its services" % restoring)
+            environ = dict(environ, **{_checkpoint.RESTORE_ENV: _checkpoint.path_of(repo.mount, restoring)})
+        changed, self.outputs = up(runner, repo, environ, check_mode=check_mode)
         if changed:
             self.add("up", "run up() of %d Rediaccfile(s)" % len(_project.rediaccfiles(repo.mount)))
+        if restoring and not check_mode:
+            self.restored = _checkpoint.restored_outcome(repo.mount, restoring)
+            _checkpoint.clear_pending(repo.mount)  # restored or started fresh: never restored twice
 
-    def down(self, unmount):
+    def down(self, unmount, checkpoint=False):
         if os.path.ismount(self.repo.mount):
+            if checkpoint and _repo_daemon.server_version(self.runner, self.repo.network_id):
+                self.note("checkpoint", {"actions": _checkpoint.checkpoint_for_down(
+                    self.runner, self.repo, check_mode=self.check_mode)})
             changed, self.outputs = down(self.runner, self.repo, self.environ, check_mode=self.check_mode)
             if changed:
                 self.add("down", "run down() of every Rediaccfile")
@@ -149,16 +166,16 @@ class _Lifecycle:
 
 
 def converge_app(runner, layout, name, *, state, key=None, unmount=False, run_info=False, machine="",
-                 base_domain="", check_mode=False, environ=None):
+                 base_domain="", check_mode=False, environ=None, checkpoint=False, skip_checkpoint=False):
     """repo up (state=up) / repo down (state=down) of repository ``name``."""
     if state not in ("up", "down"):
         raise InvalidInput("state must be up or down, got %r" % (state,))
     run = _Lifecycle(runner, layout, name, dict(os.environ if environ is None else environ), check_mode)
     try:
         if state == "up":
-            run.up(key)
+            run.up(key, skip_checkpoint=skip_checkpoint)
         else:
-            run.down(unmount)
+            run.down(unmount, checkpoint=checkpoint)
     except LockboxError as exc:
         raise with_actions_taken(exc, run.actions) from None
     found = _project.containers(runner, run.repo.network_id) if state == "up" and not check_mode else []
@@ -177,11 +194,16 @@ def converge_app(runner, layout, name, *, state, key=None, unmount=False, run_in
     urls = routes_of(run.repo, found, machine, base_domain, parent=parent, tag=tag) if machine and base_domain else []
     result = {"changed": bool(run.actions), "actions": run.actions, "outputs": run.outputs, "containers": found,
               "urls": urls, "conflicts": conflicts}
+    if run.restored:
+        result["restored"] = run.restored
+        result.setdefault("warnings", []).extend(
+            "%s started fresh: its restore failed (%s); the checkpoint is kept" % (container, outcome["error"])
+            for container, outcome in sorted(run.restored.items()) if outcome.get("error"))
     if conflicts:
         # Reported, never silent: another repository already holds these ports or domains.
-        result["warnings"] = ["%s %s of service %s is not routed here: %s holds it"
-                              % (c["protocol"], c.get("host") or c["port"], c["service"], c["taken_by"])
-                              for c in conflicts]
+        result.setdefault("warnings", []).extend(
+            "%s %s of service %s is not routed here: %s holds it"
+            % (c["protocol"], c.get("host") or c["port"], c["service"], c["taken_by"]) for c in conflicts)
     return result
 
 
@@ -191,4 +213,6 @@ def run(runner, params, check_mode=False):
     return converge_app(runner, _repository.layout_of(params), params["name"], state=params["state"],
                         key=_repository.key_of(params), unmount=params.get("unmount", False),
                         run_info=params.get("info", False), machine=params.get("machine") or "",
-                        base_domain=params.get("base_domain") or "", check_mode=check_mode)
+                        base_domain=params.get("base_domain") or "", check_mode=check_mode,
+                        checkpoint=params.get("checkpoint", False),
+                        skip_checkpoint=params.get("skip_checkpoint", False))

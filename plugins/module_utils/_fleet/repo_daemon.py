@@ -30,11 +30,16 @@ def unit_name(network_id):
     return "rediacc-docker-%d.service" % network_id
 
 
+def data_root(mount):
+    """The repository daemon's data-root: inside the encrypted volume."""
+    return "%s/.rediacc/docker/data" % mount
+
+
 def daemon_config(mount, network_id, socket_dir=SOCKET_DIR):
     """daemon.json: data inside the encrypted volume, no bridge, no iptables, experimental on."""
     return {
         "hosts": ["unix://" + socket_path(network_id, socket_dir)],
-        "data-root": "%s/.rediacc/docker/data" % mount,
+        "data-root": data_root(mount),
         "exec-root": "/run/rediacc/docker-%d" % network_id,
         "pidfile": "/run/rediacc/docker-%d.pid" % network_id,
         "bridge": "none",

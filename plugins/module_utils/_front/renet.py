@@ -4,7 +4,10 @@
 """``renet``: the host runtime's command line (installed by the machine role as /usr/local/bin/renet).
 
     renet compose [--unsafe] -- ARGS     docker compose against the repository's daemon, rewritten
-    renet up|down NAME [--unmount]       the Rediaccfile lifecycle of an opened repository
+    renet up NAME [--skip-checkpoint]    the Rediaccfile lifecycle of an opened repository (restoring
+    renet down NAME [--checkpoint] [--unmount]   the checkpoint down --checkpoint left)
+    renet checkpoint create|restore|delete NAME CHECKPOINT [--stop] | list NAME [--json]
+                                         CRIU checkpoints of the rediacc.checkpoint=true services
     renet info [NAME] [--json]           info() of every Rediaccfile, as text (JSON with --json)
     renet watchdog [--interval S] [--once]
                                          start stopped containers per their saved restart policy,
@@ -20,8 +23,9 @@ import json
 import os
 import sys
 
-from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput, LockboxError
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.runner import Runner
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import criu_checkpoint as _criu_checkpoint
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import project as _project
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_app as _repo_app
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repository as _repository
@@ -60,6 +64,17 @@ def _parser():
         command.add_argument("name")
         if name == "down":
             command.add_argument("--unmount", action="store_true", help="also close the LUKS volume")
+            command.add_argument("--checkpoint", action="store_true",
+                                 help="first checkpoint the rediacc.checkpoint=true services (the next up restores)")
+        else:
+            command.add_argument("--skip-checkpoint", action="store_true",
+                                 help="start fresh, without the checkpoint down --checkpoint left")
+    checkpoint = commands.add_parser("checkpoint", help="CRIU checkpoints of the rediacc.checkpoint=true services")
+    checkpoint.add_argument("verb", choices=("create", "restore", "delete", "list"))
+    checkpoint.add_argument("name", help="the repository")
+    checkpoint.add_argument("checkpoint", nargs="?", help="the checkpoint's name (not for list)")
+    checkpoint.add_argument("--stop", action="store_true", help="create: stop the containers after the checkpoint")
+    checkpoint.add_argument("--json", action="store_true", help="list: print JSON")
     info = commands.add_parser("info", help="print info() of every Rediaccfile (of every repository without NAME)")
     info.add_argument("name", nargs="?")
     info.add_argument("--json", action="store_true", help="print {repository: {Rediaccfile: output}} as JSON")
@@ -88,6 +103,30 @@ def _info(runner, layout, options):
         _say("== %s%s" % (name, "" if report[name] else " (not mounted or no Rediaccfile)"))
         for path, output in report[name].items():
             _say("-- %s\n%s" % (path, output))
+    return 0
+
+
+def _checkpoint_command(runner, layout, options):
+    params = {"repository": options.name, "name": options.checkpoint, "leave_running": not options.stop,
+              "state": {"create": "present", "restore": "restored", "delete": "absent", "list": "listed"}[options.verb],
+              "datastore": layout.datastore, "mount_root": layout.mount_root, "state_dir": layout.state_dir}
+    if options.verb != "list" and not options.checkpoint:
+        raise InvalidInput("renet checkpoint %s needs the checkpoint's name" % options.verb)
+    result = _criu_checkpoint.run(runner, params)
+    if options.verb == "list":
+        if options.json:
+            _say(json.dumps(result["checkpoints"], indent=2, sort_keys=True))
+            return 0
+        for entry in result["checkpoints"]:
+            _say("%-30s %s %10d bytes  %s%s" % (entry["name"], entry["created"], entry["size_bytes"],
+                                                 ", ".join(entry["containers"]),
+                                                 "  (restored by the next up)" if entry["name"] == result["pending"]
+                                                 else ""))
+        return 0
+    for warning in result.get("warnings") or []:
+        _say("renet: %s" % warning, sys.stderr)
+    _say("renet checkpoint %s %s %s: %s" % (options.verb, options.name, options.checkpoint,
+                                           ", ".join(a["detail"] for a in result["actions"]) or "nothing to do"))
     return 0
 
 
@@ -120,10 +159,17 @@ def main(argv=None):
             return 0
         if options.command == "info":
             return _info(runner, layout, options)
+        if options.command == "checkpoint":
+            return _checkpoint_command(runner, layout, options)
         result = _repo_app.converge_app(runner, layout, options.name, state=options.command,
-                                        unmount=getattr(options, "unmount", False))
+                                        unmount=getattr(options, "unmount", False),
+                                        checkpoint=getattr(options, "checkpoint", False),
+                                        skip_checkpoint=getattr(options, "skip_checkpoint", False))
         for path, output in result["outputs"].items():
             _say("== %s\n%s" % (path, output))
+        for container, outcome in sorted((result.get("restored") or {}).items()):
+            _say("%s: %s" % (container, "restored from its checkpoint" if outcome["restored"]
+                             else "started fresh (%s)" % outcome["error"]))
         _say("renet %s %s: %s" % (options.command, options.name,
                                   ", ".join(a["action"] for a in result["actions"]) or "nothing to do"))
         return 0

@@ -38,6 +38,14 @@ CHECKPOINT_CAPS = _isolation.CHECKPOINT_CAPS
 LABEL_PREFIX = "rediacc."
 
 
+CRIU_CONFIG_ANNOTATION = "org.criu.config"
+
+
+def criu_config(network_id):
+    """The CRIU configuration file runc passes for the repository's containers (written before each dump/restore)."""
+    return "/run/rediacc/criu/%d.conf" % network_id
+
+
 def service_ip(network_id, slot):
     if not 0 <= slot < MAX_SERVICES:
         raise InvalidInput("a repository holds at most %d services" % MAX_SERVICES)
@@ -174,6 +182,11 @@ def rewrite(model, network_id, recorded_slots=None, *, mount, project_dir, unsaf
         if not unsafe:
             drop = [c for c in service.get("cap_drop") or [] if str(c).upper().removeprefix("CAP_") != "NET_RAW"]
             service["cap_drop"] = [*drop, "NET_RAW"]
+        # CRIU reads this repository's own configuration for its containers (see criu_config).
+        annotations = service.get("annotations") or {}
+        if isinstance(annotations, list):
+            annotations = dict(str(item).partition("=")[::2] for item in annotations)
+        service["annotations"] = dict(annotations, **{CRIU_CONFIG_ANNOTATION: criu_config(network_id)})
         if str(labels.get("rediacc.checkpoint", "")).lower() == "true":
             caps = list(service.get("cap_add") or [])
             service["cap_add"] = caps + [c for c in CHECKPOINT_CAPS if c not in caps]

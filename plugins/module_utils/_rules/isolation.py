@@ -44,6 +44,11 @@ DEFAULT_CAPS = frozenset(("AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSE
                           "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"))
 # What the rediacc.checkpoint=true label grants (CRIU needs them to dump and restore).
 CHECKPOINT_CAPS = ("CHECKPOINT_RESTORE", "SYS_PTRACE", "NET_ADMIN")
+# Annotation namespaces the runtime acts on as root on the host: runc turns org.systemd.property.*
+# into properties of the container's systemd scope (Slice=, DeviceAllow=, ...) and org.criu.config
+# chooses CRIU's configuration file (action scripts run as root). lockbox sets org.criu.config itself.
+RUNTIME_ANNOTATIONS = ("org.systemd.", "org.criu.", "run.oci.", "io.containerd.", "io.kubernetes.",
+                       "com.docker.", "org.opencontainers.")
 SAFE_SECURITY_OPTS = frozenset(("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true"))
 # Host files a container may see, read-only: they only tell the time zone (/etc/localtime is
 # a link into /usr/share/zoneinfo and is judged where it resolves).
@@ -221,6 +226,19 @@ def _namespace_problems(name, service, checkpointed):
     return problems
 
 
+def annotation_keys(service):
+    annotations = service.get("annotations") or {}
+    if isinstance(annotations, list):
+        return [str(item).partition("=")[0] for item in annotations]
+    return [str(key) for key in annotations]
+
+
+def _annotation_problems(name, service):
+    return ["service %s: annotation %s is read by the container runtime on the host (systemd unit properties, "
+            "CRIU configuration)" % (name, key)
+            for key in sorted(annotation_keys(service)) if key.startswith(RUNTIME_ANNOTATIONS)]
+
+
 def service_problems(paths, name, service, services, top_volumes):
     """What in one service reaches outside the repository, as messages (``service`` is edited in place)."""
     checkpointed = is_checkpointed(service)
@@ -228,6 +246,7 @@ def service_problems(paths, name, service, services, top_volumes):
                 for key in service if key not in PLAIN_KEYS and key not in CHECKED_KEYS]
     if service.get("privileged"):
         problems.append("service %s: privileged: true gives the container the whole host" % name)
+    problems += _annotation_problems(name, service)
     problems += _namespace_problems(name, service, checkpointed)
     allowed_caps = DEFAULT_CAPS | (frozenset(CHECKPOINT_CAPS) if checkpointed else frozenset())
     extra = [c for c in _caps(service.get("cap_add")) if c not in allowed_caps]

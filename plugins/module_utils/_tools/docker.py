@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
 
@@ -38,13 +38,47 @@ def containers(runner, host):
     return runner.api(_socket(host), "GET", "/containers/json?all=1").data or []
 
 
+def inspect(runner, host, container_id):
+    """``docker inspect`` of one container; None when there is no such container."""
+    answer = runner.api(_socket(host), "GET", _container_path(container_id, "/json"), ok_statuses=(200, 404))
+    return answer.data if answer.status == 200 else None
+
+
 def mounts(runner, host, container_id):
     """The container's mounts as Docker reports them (Type, Source, RW, ...)."""
-    return (runner.api(_socket(host), "GET", _container_path(container_id, "/json")).data or {}).get("Mounts") or []
+    return (inspect(runner, host, container_id) or {}).get("Mounts") or []
 
 
 def start(runner, host, container_id):
     runner.api(_socket(host), "POST", _container_path(container_id, "/start"), ok_statuses=(204, 304))
+
+
+def stop(runner, host, container_id, seconds=10):
+    runner.api(_socket(host), "POST", _container_path(container_id, "/stop?t=%d" % seconds),
+               ok_statuses=(204, 304), timeout=seconds + 60.0)
+
+
+# CRIU through the daemon (experimental mode): dump and restore of a whole container can take
+# minutes for a large memory image under emulation.
+CHECKPOINT_TIMEOUT = 1800.0
+
+
+def checkpoint_create(runner, host, container_id, checkpoint_id, directory, leave_running):  # noqa: PLR0917
+    """``docker checkpoint create --checkpoint-dir DIRECTORY [--leave-running]``: CRIU images in DIRECTORY/ID."""
+    runner.api(_socket(host), "POST", _container_path(container_id, "/checkpoints"), ok_statuses=(201, 204),
+               timeout=CHECKPOINT_TIMEOUT,
+               body={"CheckpointID": checkpoint_id, "CheckpointDir": directory, "Exit": not leave_running})
+
+
+def start_from_checkpoint(runner, host, container_id, checkpoint_id):
+    """``docker start --checkpoint ID`` of a created or stopped container.
+
+    dockerd restores only from the container's own checkpoint directory
+    (``<data-root>/containers/<id>/checkpoints/<ID>``): a custom directory is refused with 403.
+    """
+    query = urlencode({"checkpoint": checkpoint_id})
+    runner.api(_socket(host), "POST", _container_path(container_id, "/start?" + query), ok_statuses=(204,),
+               timeout=CHECKPOINT_TIMEOUT)
 
 
 def remove(runner, host, container_ids):

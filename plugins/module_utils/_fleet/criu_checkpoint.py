@@ -1,0 +1,499 @@
+# Copyright: lockbox.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""lockbox.fleet.criu_checkpoint (``renet checkpoint``): process state of a repository's labelled services.
+
+Only containers labelled ``rediacc.checkpoint=true`` are ever checkpointed. The repository's
+own dockerd does the work (``docker checkpoint create`` / ``docker start --checkpoint`` through
+its API, CRIU underneath); the images go to ``<mount>/.rediacc/checkpoint/<name>/``, inside the
+encrypted volume, so they are encrypted, forked and backed up with it. A checkpoint is written
+to ``.partial-<name>`` first and renamed once its manifest is complete: a checkpoint that was
+interrupted never looks finished, and the next run starts it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import json
+import os
+import shutil
+
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import (
+    InvalidInput,
+    LockboxError,
+)
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.files import read_text, write_atomic
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import project as _project
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules import checkpoint as _rules
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules import compose as _compose
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import docker as _docker
+
+ROOT = ".rediacc/checkpoint"
+MANIFEST = "manifest.json"
+RESTORED = "restored.json"
+PARTIAL = ".partial-"
+# The name images get in a container's own checkpoint directory while it is started from them.
+STAGED = "lockbox-restore"
+RESTORE_ATTEMPTS = 3
+# The checkpoint the next repo up restores (written by repo down --checkpoint and by a fork).
+PENDING = ".restore-on-up.json"
+# Set by repo up for the Rediaccfiles' renet compose: the checkpoint directory to restore from.
+RESTORE_ENV = "LOCKBOX_RESTORE_CHECKPOINT"
+
+
+# runc hands CRIU this file for every container of the repository (the compose rewrite sets the
+# org.criu.config annotation): the machine's options (MACHINE_CRIU_CONFIG), plus, for a restore
+# only, mntns-compat-mode. CRIU 4.1's newer mount engine cannot restore a bind-mounted file such
+# as the docker-init of `init: true` ("Can't remount ... with MS_PRIVATE"), and it refuses that
+# option on a dump: so the file is rewritten before each, under the repository's lock.
+MACHINE_CRIU_CONFIG = "/etc/criu/runc.conf"
+RESTORE_ONLY_OPTIONS = ("mntns-compat-mode",)
+
+
+@contextlib.contextmanager
+def criu_mode(repo, restoring, machine_config=MACHINE_CRIU_CONFIG):
+    """Hold the repository's checkpoint lock with its CRIU configuration set for a dump or a restore."""
+    path = _compose.criu_config(repo.network_id)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    with open(path + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        options = [line.strip() for line in (read_text(machine_config) or "").splitlines()
+                   if line.strip() and not line.lstrip().startswith("#")
+                   and line.split()[0] not in RESTORE_ONLY_OPTIONS]
+        options += list(RESTORE_ONLY_OPTIONS) if restoring else []
+        write_atomic(path, "# Written by lockbox.fleet before each %s (see criu_checkpoint.py).\n%s\n"
+                     % ("restore" if restoring else "dump", "\n".join(options)), mode=0o600)
+        yield
+
+
+def root_of(mount):
+    return os.path.join(mount, ROOT)
+
+
+def path_of(mount, name):
+    return os.path.join(root_of(mount), _rules.check_name(name))
+
+
+def _read_json(path):
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def manifest(mount, name):
+    """The manifest of a finished checkpoint, or None."""
+    found = _read_json(os.path.join(path_of(mount, name), MANIFEST))
+    return found if isinstance(found, dict) and found.get("name") == name else None
+
+
+def _size(path):
+    total = 0
+    for directory, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(directory, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def listing(mount):
+    """Every finished checkpoint of the repository: name, time, size and containers, oldest first."""
+    try:
+        names = sorted(os.listdir(root_of(mount)))
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        if not _rules.NAME.fullmatch(name):
+            continue
+        entry = manifest(mount, name)
+        if entry:
+            found.append({"name": name, "created": entry.get("created"), "size_bytes": _size(path_of(mount, name)),
+                          "containers": [c["container"] for c in entry.get("containers") or []],
+                          "services": [c["service"] for c in entry.get("containers") or []],
+                          "kernel": entry.get("kernel")})
+    return sorted(found, key=lambda e: (e["created"] or "", e["name"]))
+
+
+def depends_on_label(value):
+    """Service names of compose's ``com.docker.compose.depends_on`` label (``db:service_healthy:false,...``)."""
+    return sorted({part.split(":", 1)[0] for part in (value or "").split(",") if part.split(":", 1)[0]})
+
+
+def labelled_running(runner, repo):
+    """The repository's running containers labelled rediacc.checkpoint=true, as the API lists them."""
+    listed = _docker.containers(runner, _repo_daemon.docker_host(repo.network_id))
+    return [c for c in listed if c.get("State") == "running" and _rules.is_labelled(c.get("Labels"))]
+
+
+def _entry(repo, listed):
+    labels = listed.get("Labels") or {}
+    project_dir = labels.get("com.docker.compose.project.working_dir") or ""
+    return {"container": (listed.get("Names") or ["/"])[0].lstrip("/"), "id": listed.get("Id"),
+            "service": labels.get("com.docker.compose.service") or "", "image_id": listed.get("ImageID"),
+            "project_dir": os.path.relpath(project_dir, repo.mount) if project_dir else "",
+            "depends_on": depends_on_label(labels.get("com.docker.compose.depends_on"))}
+
+
+def _mark_stopped(repo, entries, stopped):
+    """Services the watchdog leaves alone (stopped by a checkpoint) or looks after again."""
+    for project_dir in sorted({e["project_dir"] for e in entries}):
+        where = os.path.join(repo.mount, project_dir)
+        state = _project.load_project_state(where)
+        if not state:
+            continue
+        services = {e["service"] for e in entries if e["project_dir"] == project_dir}
+        current = set(state.get("stopped") or [])
+        state["stopped"] = sorted(current | services if stopped else current - services)
+        _project.save_project_state(where, state)
+
+
+def create(runner, repo, name, *, leave_running=True, check_mode=False, lockbox_name=False):
+    """Checkpoint the labelled running containers as ``name``; (changed, actions, summary)."""
+    _rules.check_name(name, creating=not lockbox_name)
+    if manifest(repo.mount, name):
+        return False, [], summary(repo.mount, name)
+    listed = labelled_running(runner, repo)
+    if not listed:
+        raise InvalidInput("nothing to checkpoint in repository %s: no running container is labelled "
+                           "rediacc.checkpoint=true" % repo.name)
+    entries = [_entry(repo, c) for c in listed]
+    actions = [{"action": "checkpoint", "detail": "checkpoint %s as %s%s" % (
+        e["container"], name, "" if leave_running else " and stop it")} for e in entries]
+    if check_mode:
+        return True, actions, None
+    root = root_of(repo.mount)
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    os.chmod(root, 0o700)  # CRIU images hold process memory: secrets among it
+    partial = os.path.join(root, PARTIAL + name)
+    shutil.rmtree(partial, ignore_errors=True)  # an interrupted earlier attempt
+    os.mkdir(partial, 0o700)
+    host = _repo_daemon.docker_host(repo.network_id)
+    if not leave_running:
+        _mark_stopped(repo, entries, stopped=True)
+    done = []
+    try:
+        with criu_mode(repo, restoring=False):
+            for entry in entries:
+                _docker.checkpoint_create(runner, host, entry["id"], entry["container"], partial, leave_running)
+                done.append(entry)
+    except LockboxError as exc:
+        # Nothing half-done: containers already dumped and stopped come back from what was dumped.
+        if not leave_running:
+            _start_again(runner, repo, done, partial)
+            _mark_stopped(repo, entries, stopped=False)
+        shutil.rmtree(partial, ignore_errors=True)
+        raise LockboxError("checkpoint %s of %s failed at %s: %s" % (
+            name, repo.name, entries[len(done)]["container"], exc.msg), cmd=exc.cmd, rc=exc.rc) from None
+    write_atomic(os.path.join(partial, MANIFEST), json.dumps({
+        "name": name, "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "repository": repo.name, "network_id": repo.network_id, "kernel": os.uname().release,
+        "left_running": leave_running, "containers": entries}, indent=2, sort_keys=True) + "\n", mode=0o600)
+    os.rename(partial, path_of(repo.mount, name))
+    os.sync()  # on disk before anything snapshots the volume (a fork, a backup)
+    return True, actions, summary(repo.mount, name)
+
+
+def _start_again(runner, repo, entries, directory):
+    host = _repo_daemon.docker_host(repo.network_id)
+    for entry in entries:
+        try:
+            _start_from(runner, repo, entry, directory)
+        except LockboxError:
+            _docker.start(runner, host, entry["id"])
+
+
+def _link_tree(source, target):
+    """``target`` as a tree of hard links to ``source``'s files (same filesystem: no data is copied)."""
+    for directory, _dirs, files in os.walk(source):
+        where = os.path.join(target, os.path.relpath(directory, source))
+        os.makedirs(where, mode=0o700, exist_ok=True)
+        for name in files:
+            try:
+                os.link(os.path.join(directory, name), os.path.join(where, name))
+            except OSError:
+                shutil.copy2(os.path.join(directory, name), os.path.join(where, name))
+
+
+def _start_from(runner, repo, entry, directory):
+    """Start container ``entry["id"]`` from the images of ``entry["container"]`` in checkpoint ``directory``.
+
+    dockerd restores only from the container's own checkpoint directory, so the images are
+    linked there (inside the encrypted volume too) for the start, and the links removed after.
+    """
+    source = os.path.join(directory, entry["container"])
+    if not os.path.isdir(source):
+        raise LockboxError("checkpoint %s holds no images of %s" % (os.path.basename(directory), entry["container"]))
+    full_id = (_docker.inspect(runner, _repo_daemon.docker_host(repo.network_id), entry["id"]) or {}).get("Id")
+    if not full_id:
+        raise LockboxError("container %s does not exist" % entry["container"])
+    staged = os.path.join(_repo_daemon.data_root(repo.mount), "containers", full_id, "checkpoints", STAGED)
+    shutil.rmtree(staged, ignore_errors=True)
+    _link_tree(source, staged)
+    try:
+        with criu_mode(repo, restoring=True):
+            for attempt in range(1, RESTORE_ATTEMPTS + 1):
+                try:
+                    _docker.start_from_checkpoint(runner, _repo_daemon.docker_host(repo.network_id), full_id,
+                                                  STAGED)
+                    break
+                except LockboxError as exc:
+                    # dockerd now and then fails to hand the images to containerd ("content ...:
+                    # already exists"); the same start succeeds when asked again.
+                    if "already exists" not in exc.msg or attempt == RESTORE_ATTEMPTS:
+                        raise
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+
+
+def summary(mount, name):
+    return next((e for e in listing(mount) if e["name"] == name), None)
+
+
+def delete(repo, name, check_mode=False):
+    """Remove checkpoint ``name`` (and an interrupted attempt of it); (changed, actions)."""
+    path = path_of(repo.mount, name)
+    partial = os.path.join(root_of(repo.mount), PARTIAL + name)
+    present = [p for p in (path, partial) if os.path.lexists(p)]
+    if not present:
+        return False, []
+    if not check_mode:
+        for found in present:
+            shutil.rmtree(found)
+        if pending(repo.mount) == name:
+            clear_pending(repo.mount)
+    return True, [{"action": "delete", "detail": "delete checkpoint %s of %s" % (name, repo.name)}]
+
+
+# --------------------------------------------------------------------------------------
+# Restore
+
+
+def pending(mount):
+    """The checkpoint the next repo up restores, or None."""
+    found = _read_json(os.path.join(root_of(mount), PENDING))
+    name = found.get("name") if isinstance(found, dict) else None
+    return name if isinstance(name, str) and _rules.NAME.fullmatch(name) and manifest(mount, name) else None
+
+
+def set_pending(mount, name):
+    write_atomic(os.path.join(root_of(mount), PENDING), json.dumps({"name": name}) + "\n", mode=0o600)
+
+
+def clear_pending(mount):
+    try:
+        os.unlink(os.path.join(root_of(mount), PENDING))
+    except FileNotFoundError:
+        pass
+
+
+def _record_restored(directory, outcome):
+    path = os.path.join(directory, RESTORED)
+    current = _read_json(path) or {}
+    current.update(outcome)
+    write_atomic(path, json.dumps(current, indent=2, sort_keys=True) + "\n", mode=0o600)
+
+
+def restored_outcome(mount, name):
+    """container -> {started_at, restored, error} of the last restore of ``name``."""
+    return _read_json(os.path.join(path_of(mount, name), RESTORED)) or {}
+
+
+def restore_containers(runner, repo, directory, entries, log=None):
+    """Start each (created or stopped) container from its CRIU images; a failure starts it fresh.
+
+    ``entries``: manifest entries with ``id`` set to the container to start. Returns
+    container -> {"restored": bool, "error": str|None, "started_at": str}; recorded in the
+    checkpoint (RESTORED) so a repeated restore of the same state changes nothing.
+    """
+    host = _repo_daemon.docker_host(repo.network_id)
+    outcome = {}
+    for entry in entries:
+        error = None
+        try:
+            _start_from(runner, repo, entry, directory)
+        except LockboxError as exc:
+            error = exc.msg
+            if log:
+                log("could not restore %s from its checkpoint (%s): starting it fresh; the checkpoint is kept"
+                    % (entry["container"], exc.msg))
+            _docker.start(runner, host, entry["id"])
+        started = ((_docker.inspect(runner, host, entry["id"]) or {}).get("State") or {}).get("StartedAt")
+        outcome[entry["container"]] = {"restored": error is None, "error": error, "started_at": started}
+    _record_restored(directory, outcome)
+    return outcome
+
+
+def _current(runner, host, entries):
+    """container name -> its inspect answer (None when it does not exist)."""
+    return {e["container"]: _docker.inspect(runner, host, e["container"]) for e in entries}
+
+
+def restore(runner, repo, name, check_mode=False, log=None):
+    """Restore checkpoint ``name`` into the repository's existing containers; (changed, actions, outcome)."""
+    found = manifest(repo.mount, name)
+    if not found:
+        names = [e["name"] for e in listing(repo.mount)]
+        raise InvalidInput("repository %s has no checkpoint %r (it has: %s)"
+                           % (repo.name, name, ", ".join(names) or "none"))
+    host = _repo_daemon.docker_host(repo.network_id)
+    if _docker.server_version(runner, host) is None:
+        raise InvalidInput("repository %s is not up (its dockerd does not answer): run repo up first" % repo.name)
+    entries = found.get("containers") or []
+    current = _current(runner, host, entries)
+    missing = [n for n, c in current.items() if c is None]
+    if missing:
+        raise InvalidInput("cannot restore %s: container(s) %s no longer exist; repo up recreates them (and "
+                           "restores the checkpoint repo down --checkpoint left)" % (name, ", ".join(missing)))
+    last = restored_outcome(repo.mount, name)
+    if all((c.get("State") or {}).get("Running") and (c.get("State") or {}).get("StartedAt") ==
+           (last.get(n) or {}).get("started_at") for n, c in current.items()):
+        return False, [], last  # running from this restore (or its fresh fallback) still
+    ordered = [e for service in _rules.restore_order([e["service"] for e in entries],
+                                                     {e["service"]: e["depends_on"] for e in entries})
+               for e in entries if e["service"] == service]
+    actions = [{"action": "restore", "detail": "stop %s and start it from checkpoint %s" % (e["container"], name)}
+               for e in ordered]
+    if check_mode:
+        return True, actions, {}
+    _mark_stopped(repo, ordered, stopped=True)  # the watchdog does not fight the restore
+    try:
+        for entry in ordered:
+            if (current[entry["container"]].get("State") or {}).get("Running"):
+                _docker.stop(runner, host, entry["container"])
+        outcome = restore_containers(runner, repo, path_of(repo.mount, name),
+                                     [dict(e, id=current[e["container"]]["Id"]) for e in ordered], log=log)
+    finally:
+        _mark_stopped(repo, ordered, stopped=False)
+    return True, actions, outcome
+
+
+# --------------------------------------------------------------------------------------
+# Module entry point
+
+
+def run(runner, params, check_mode=False):
+    """Entry point of lockbox.fleet.criu_checkpoint."""
+    from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repository as _repository
+    layout = _repository.layout_of(params)
+    record = _state.ready_record(layout.state_dir, params["repository"])
+    repo = _project.Repository.from_record(layout, record)
+    if not os.path.ismount(repo.mount):
+        raise InvalidInput("repository %s is not mounted: run repo up first" % repo.name)
+    state, name = params["state"], params.get("name")
+    if state == "listed":
+        return {"changed": False, "checkpoints": listing(repo.mount), "pending": pending(repo.mount)}
+    if not name:
+        raise InvalidInput("name is required with state=%s" % state)
+    warnings = []
+    if state == "present":
+        changed, actions, found = create(runner, repo, name, leave_running=params.get("leave_running", True),
+                                         check_mode=check_mode)
+        result = {"checkpoint": found}
+    elif state == "restored":
+        changed, actions, outcome = restore(runner, repo, name, check_mode=check_mode)
+        warnings = ["%s started fresh: its restore failed (%s); checkpoint %s is kept" % (c, o["error"], name)
+                    for c, o in sorted(outcome.items()) if o.get("error")]
+        result = {"restored": outcome}
+    else:
+        changed, actions = delete(repo, name, check_mode=check_mode)
+        result = {}
+    result.update(changed=changed, actions=actions)
+    if warnings:
+        result["warnings"] = warnings
+    return result
+
+
+# --------------------------------------------------------------------------------------
+# repo down --checkpoint / repo up
+
+
+def journal(text):
+    """Tell the host's journal (and the caller, on stderr) why a service did not come back from its checkpoint."""
+    import sys
+    import syslog
+    syslog.openlog("renet")
+    syslog.syslog(syslog.LOG_WARNING, text)
+    sys.stderr.write("renet: %s\n" % text)
+
+
+def checkpoint_for_down(runner, repo, check_mode=False):
+    """Before repo down: checkpoint (and stop) the labelled containers as the one the next up restores."""
+    if not labelled_running(runner, repo):
+        return []
+    if not check_mode:
+        delete(repo, _rules.DOWN)
+    _changed, actions, _found = create(runner, repo, _rules.DOWN, leave_running=False, check_mode=check_mode,
+                                       lockbox_name=True)
+    if not check_mode:
+        set_pending(repo.mount, _rules.DOWN)
+    return actions
+
+
+def restore_directory(repo, environ):
+    """The checkpoint repo up asked renet compose to restore from (RESTORE_ENV), checked to be this repository's."""
+    wanted = environ.get(RESTORE_ENV)
+    if not wanted:
+        return None
+    directory = os.path.realpath(wanted)
+    if os.path.dirname(directory) != os.path.realpath(root_of(repo.mount)) or \
+            not _rules.NAME.fullmatch(os.path.basename(directory)):
+        raise InvalidInput("%s=%s is not a checkpoint of repository %s" % (RESTORE_ENV, wanted, repo.name))
+    return directory
+
+
+def restore_during_up(runner, repo, directory, project, compose_cli):
+    """``renet compose up`` under repo up with a pending checkpoint: dependencies first, then restores.
+
+    ``project``: (directory, compose model, the up command line); ``compose_cli(args)`` runs
+    docker compose on the rendered project and returns its exit status. The project's
+    containers are created, the services that are not restored are started and waited for
+    (healthy when they have a healthcheck), then the checkpointed ones are started from their
+    CRIU images in depends_on order; the caller's ``up`` then finds them running.
+    """
+    project_dir, model, command = project
+    found = _read_json(os.path.join(directory, MANIFEST)) or {}
+    services = model.get("services") or {}
+    named = [c for c in command[1:] if not c.startswith("-")]
+    where = os.path.relpath(project_dir, repo.mount)
+    done = _read_json(os.path.join(directory, RESTORED)) or {}
+    entries = [e for e in found.get("containers") or [] if e["project_dir"] == where and e["service"] in services
+               and (not named or e["service"] in named) and e["container"] not in done]
+    if not entries:
+        return {}
+
+    def compose(*args):
+        if compose_cli(list(args)) != 0:
+            raise LockboxError("docker compose %s failed while restoring checkpoint %s" % (
+                " ".join(args), os.path.basename(directory)))
+
+    compose("up", "--no-start", *named)
+    restored = {e["service"] for e in entries}
+    others = [s for s in (named or sorted(services)) if s not in restored]
+    if others:
+        compose("up", "-d", "--wait", *others)
+    by_service = {c["service"]: c for c in _project.containers(runner, repo.network_id)
+                  if c.get("project_dir") and os.path.realpath(c["project_dir"]) == os.path.realpath(project_dir)}
+    order = _rules.restore_order([e["service"] for e in entries],
+                                 {s: list(services[s].get("depends_on") or {}) for s in services})
+    ready, outcome = [], {}
+    for service in order:
+        entry = next(e for e in entries if e["service"] == service)
+        current = by_service.get(service)
+        if current is None or current["state"] == "running":
+            # Started already (something that is not checkpointed depends on it): never restored over.
+            journal("%s was not restored from checkpoint %s: it was already %s" % (
+                entry["container"], os.path.basename(directory), "running" if current else "missing"))
+            outcome[entry["container"]] = {"restored": False, "error": "already started", "started_at": None}
+            continue
+        ready.append(dict(entry, id=current["id"]))
+    outcome.update(restore_containers(runner, repo, directory, ready, log=journal))
+    _record_restored(directory, outcome)
+    return outcome
