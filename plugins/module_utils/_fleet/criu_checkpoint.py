@@ -19,7 +19,9 @@ import fcntl
 import json
 import os
 import shutil
+import time
 
+from ansible_collections.lockbox.fleet.plugins.module_utils._core import faults
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import (
     InvalidInput,
     LockboxError,
@@ -31,6 +33,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state 
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import checkpoint as _rules
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import compose as _compose
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import docker as _docker
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import systemd as _systemd
 
 ROOT = ".rediacc/checkpoint"
 MANIFEST = "manifest.json"
@@ -39,6 +42,7 @@ PARTIAL = ".partial-"
 # The name images get in a container's own checkpoint directory while it is started from them.
 STAGED = "lockbox-restore"
 RESTORE_ATTEMPTS = 3
+CGROUP_ROOT = "/sys/fs/cgroup"
 # The checkpoint the next repo up restores (written by repo down --checkpoint and by a fork).
 PENDING = ".restore-on-up.json"
 # Set by repo up for the Rediaccfiles' renet compose: the checkpoint directory to restore from.
@@ -47,11 +51,15 @@ RESTORE_ENV = "LOCKBOX_RESTORE_CHECKPOINT"
 
 # runc hands CRIU this file for every container of the repository (the compose rewrite sets the
 # org.criu.config annotation): the machine's options (MACHINE_CRIU_CONFIG), plus, for a restore
-# only, mntns-compat-mode. CRIU 4.1's newer mount engine cannot restore a bind-mounted file such
-# as the docker-init of `init: true` ("Can't remount ... with MS_PRIVATE"), and it refuses that
-# option on a dump: so the file is rewritten before each, under the repository's lock.
+# only, two more. mntns-compat-mode: CRIU 4.1's newer mount engine cannot restore a bind-mounted
+# file such as the docker-init of `init: true` ("Can't remount ... with MS_PRIVATE"), and CRIU
+# refuses that option on a dump. manage-cgroups ignore: with cgroup v2 and systemd, CRIU put the
+# restored processes back into the old container's scope path (outside any unit, so the next
+# checkpoint could not freeze them); ignored, they stay in the new container's scope, where runc
+# placed CRIU. Either way they stay in the service's slice and its guard. The file is rewritten
+# before each dump or restore, under the repository's lock.
 MACHINE_CRIU_CONFIG = "/etc/criu/runc.conf"
-RESTORE_ONLY_OPTIONS = ("mntns-compat-mode",)
+RESTORE_ONLY_OPTIONS = ("mntns-compat-mode", "manage-cgroups ignore")
 
 
 @contextlib.contextmanager
@@ -63,7 +71,7 @@ def criu_mode(repo, restoring, machine_config=MACHINE_CRIU_CONFIG):
         fcntl.flock(lock, fcntl.LOCK_EX)
         options = [line.strip() for line in (read_text(machine_config) or "").splitlines()
                    if line.strip() and not line.lstrip().startswith("#")
-                   and line.split()[0] not in RESTORE_ONLY_OPTIONS]
+                   and line.split()[0] not in {o.split()[0] for o in RESTORE_ONLY_OPTIONS}]
         options += list(RESTORE_ONLY_OPTIONS) if restoring else []
         write_atomic(path, "# Written by lockbox.fleet before each %s (see criu_checkpoint.py).\n%s\n"
                      % ("restore" if restoring else "dump", "\n".join(options)), mode=0o600)
@@ -192,6 +200,7 @@ def create(runner, repo, name, *, leave_running=True, check_mode=False, lockbox_
         shutil.rmtree(partial, ignore_errors=True)
         raise LockboxError("checkpoint %s of %s failed at %s: %s" % (
             name, repo.name, entries[len(done)]["container"], exc.msg), cmd=exc.cmd, rc=exc.rc) from None
+    faults.pause_after("checkpoint-dumped")  # the kill test: every image written, no manifest yet
     write_atomic(os.path.join(partial, MANIFEST), json.dumps({
         "name": name, "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "repository": repo.name, "network_id": repo.network_id, "kernel": os.uname().release,
@@ -251,6 +260,52 @@ def _start_from(runner, repo, entry, directory):
                         raise
     finally:
         shutil.rmtree(staged, ignore_errors=True)
+    settle_cgroup(runner, repo, full_id)
+
+
+def _cgroup_of(pid):
+    """The cgroup v2 path of process ``pid`` ("" when it is gone)."""
+    for line in (read_text("/proc/%d/cgroup" % pid) or "").splitlines():
+        if line.startswith("0::"):
+            return line[3:].strip()
+    return ""
+
+
+def settle_cgroup(runner, repo, container_id, cgroup_root=CGROUP_ROOT, wait=10.0):
+    """Give a restored container the systemd scope runc made for it.
+
+    runc 1.1 with cgroup v2 and systemd does not hand CRIU the new container's cgroup, so CRIU
+    recreates the dumped container's scope path (inside the same service slice, under its
+    guard) outside any unit, and systemd drops the new, empty scope: docker could neither
+    freeze (checkpoint again), limit nor stop it cleanly. The processes are adopted into a scope
+    of the expected name in their service slice, the stray directory is removed, and the
+    container's resource limits are set again.
+    """
+    host = _repo_daemon.docker_host(repo.network_id)
+    found = _docker.inspect(runner, host, container_id) or {}
+    pid = (found.get("State") or {}).get("Pid") or 0
+    current = _cgroup_of(pid) if pid else ""
+    unit = "docker-%s.scope" % found.get("Id", container_id)
+    if not current or current.endswith("/" + unit):
+        return False
+    parent = os.path.dirname(current)
+    slice_name = os.path.basename(parent)
+    if not slice_name.startswith("rediacc-%d-" % repo.network_id) or not slice_name.endswith(".slice"):
+        raise LockboxError("restored container %s is in cgroup %s, outside its repository's slices"
+                           % (container_id, current))
+    pids = [int(p) for p in (read_text(os.path.join(cgroup_root, current.lstrip("/"), "cgroup.procs")) or "").split()]
+    _systemd.adopt_into_scope(runner, unit, slice_name, pids)
+    deadline = time.monotonic() + wait
+    while _cgroup_of(pid) != os.path.join(parent, unit) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        os.rmdir(os.path.join(cgroup_root, current.lstrip("/")))
+    except OSError:
+        pass  # still holds a process that was forked meanwhile: left for the next restore to see
+    resources = {k: v for k, v in (found.get("HostConfig") or {}).items() if k in _docker.RESOURCE_FIELDS and v}
+    if resources:
+        _docker.update_resources(runner, host, container_id, resources)
+    return True
 
 
 def summary(mount, name):

@@ -1,0 +1,225 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Checkpoint names, restore order, and criu_checkpoint's calls to the repository's daemon."""
+
+import json
+import os
+
+import pytest
+
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput, LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import criu_checkpoint as _checkpoint
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import project as _project
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules import checkpoint as _rules
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules import compose as _compose
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules import isolation as _isolation
+
+from ...conftest import fixture_text
+
+NETWORK_ID = 2880
+SOCKET = "/var/run/rediacc/docker-%d.sock" % NETWORK_ID
+COUNTER = next(c["Id"] for c in json.loads(fixture_text("docker_api_containers_counter.json"))
+               if c["Names"] == ["/counter-counter-1"])
+
+
+@pytest.mark.parametrize("name", ["ckpt-2026-11-24T10:00", "daily-backup", "v1.0.0", "pre_release_v2", "a",
+                                  "x" * 100, "repo-down-old"])
+def test_checkpoint_names_people_use_are_accepted(name):
+    assert _rules.check_name(name, creating=True) == name
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "../escape", ".hidden", "a/b", "/abs", "x y", "tab\there",
+                                  "nul\0", "-dash", "x" * 101, "ünï", "a\nb", None, 7])
+def test_names_that_could_leave_the_checkpoint_directory_are_refused(name):
+    with pytest.raises(InvalidInput, match="not allowed"):
+        _rules.check_name(name)
+
+
+@pytest.mark.parametrize("name", ["repo-down", "fork-try"])
+def test_lockbox_s_own_names_are_reserved_for_creation_only(name):
+    with pytest.raises(InvalidInput, match="reserved"):
+        _rules.check_name(name, creating=True)
+    assert _rules.check_name(name) == name  # restore and delete take them
+
+
+def test_restore_order_follows_depends_on_and_ignores_services_not_restored():
+    order = _rules.restore_order(["web", "worker", "api"], {"web": ["api", "db"], "api": ["worker"], "worker": []})
+    assert order == ["worker", "api", "web"]
+    with pytest.raises(InvalidInput, match="cycle: a -> b -> a"):
+        _rules.restore_order(["a", "b"], {"a": ["b"], "b": ["a"]})
+
+
+def test_depends_on_is_read_from_compose_s_label():
+    assert _checkpoint.depends_on_label("db:service_healthy:false,cache:service_started:true") == ["cache", "db"]
+    assert _checkpoint.depends_on_label("") == [] and _checkpoint.depends_on_label(None) == []
+
+
+def test_every_service_gets_the_repository_s_criu_config_and_a_user_cannot_choose_it():
+    model = {"services": {"db": {"image": "x"}, "counter": {"image": "x", "labels": {"rediacc.checkpoint": "true"},
+                                                            "annotations": {"org.example/owner": "me"}}}}
+    out, _slots, _restart = _compose.rewrite(model, NETWORK_ID, {}, mount="/m", project_dir="/m/p", unsafe=False)
+    config = {"org.criu.config": "/run/rediacc/criu/%d.conf" % NETWORK_ID}
+    assert out["services"]["db"]["annotations"] == config
+    assert out["services"]["counter"]["annotations"] == dict(config, **{"org.example/owner": "me"})
+    hostile = {"services": {"x": {"image": "x", "annotations": {
+        "org.criu.config": "/tmp/evil.conf", "org.systemd.property.Slice": "system.slice"}}}}
+    problems = _isolation.model_problems(hostile, "/m", "/m/p")
+    assert problems == ["service x: annotation org.criu.config is read by the container runtime on the host "
+                        "(systemd unit properties, CRIU configuration)",
+                        "service x: annotation org.systemd.property.Slice is read by the container runtime on the "
+                        "host (systemd unit properties, CRIU configuration)"]
+    out, _slots, _restart = _compose.rewrite(hostile, NETWORK_ID, {}, mount="/m", project_dir="/m/p", unsafe=True)
+    assert out["services"]["x"]["annotations"]["org.criu.config"] == config["org.criu.config"]  # even --unsafe
+
+
+def test_the_criu_config_adds_restore_only_options_for_a_restore_and_never_for_a_dump(tmp_path, monkeypatch):
+    machine = tmp_path / "runc.conf"
+    machine.write_text("# operator\ntcp-established\nmntns-compat-mode\n")
+    monkeypatch.setattr(_compose, "criu_config", lambda network_id: str(tmp_path / "criu" / ("%d.conf" % network_id)))
+    repo = _project.Repository("ticker", "g", NETWORK_ID, str(tmp_path))
+    with _checkpoint.criu_mode(repo, restoring=False, machine_config=str(machine)):
+        dump = (tmp_path / "criu" / "2880.conf").read_text().splitlines()[1:]
+    with _checkpoint.criu_mode(repo, restoring=True, machine_config=str(machine)):
+        restore = (tmp_path / "criu" / "2880.conf").read_text().splitlines()[1:]
+    assert dump == ["tcp-established"]
+    assert restore == ["tcp-established", "mntns-compat-mode", "manage-cgroups ignore"]
+
+
+def test_the_repository_daemon_runs_criu_without_hardware_breakpoints():
+    unit = _repo_daemon.unit_content("/m", NETWORK_ID, "/etc/rediacc/docker/2880.json")
+    assert "Environment=CRIU_FAULT=130" in unit.splitlines()
+
+
+@pytest.fixture
+def ticker(tmp_path, monkeypatch, fake_runner):
+    monkeypatch.setattr(_compose, "criu_config", lambda network_id: str(tmp_path / "run" / "criu.conf"))
+    monkeypatch.setattr(os, "sync", lambda: None)
+    listed = json.loads(fixture_text("docker_api_containers_counter.json"))
+    for item in listed:  # as if the application were in this temporary mount
+        labels = item["Labels"]
+        labels["com.docker.compose.project.working_dir"] = str(tmp_path / "counter")
+    (tmp_path / "counter").mkdir()
+    _project.save_project_state(str(tmp_path / "counter"), {"network_id": NETWORK_ID, "stopped": []})
+    fake_runner.answer_api(SOCKET, "GET", "/containers/json?all=1", listed)
+    return _project.Repository("ticker", "g", NETWORK_ID, str(tmp_path))
+
+
+def test_a_checkpoint_dumps_only_the_labelled_service_through_the_daemon_and_is_finished_last(ticker, fake_runner):
+    fake_runner.answer_api(SOCKET, "POST", "/containers/%s/checkpoints" % COUNTER, None, status=201)
+    changed, actions, found = _checkpoint.create(fake_runner, ticker, "v1.0.0")
+    partial = os.path.join(ticker.mount, ".rediacc/checkpoint/.partial-v1.0.0")
+    assert changed and [a["detail"] for a in actions] == ["checkpoint counter-counter-1 as v1.0.0"]
+    assert fake_runner.calls == [["api", SOCKET, "GET", "/containers/json?all=1"],
+                                 ["api", SOCKET, "POST", "/containers/%s/checkpoints" % COUNTER]]
+    assert fake_runner.stdins[1] == {"CheckpointID": "counter-counter-1", "CheckpointDir": partial, "Exit": False}
+    manifest = json.loads(open(os.path.join(ticker.mount, ".rediacc/checkpoint/v1.0.0/manifest.json")).read())
+    assert [c["service"] for c in manifest["containers"]] == ["counter"]
+    assert manifest["containers"][0]["depends_on"] == ["db"] and manifest["left_running"]
+    assert not os.path.exists(partial) and found["name"] == "v1.0.0"
+    assert oct(os.stat(os.path.join(ticker.mount, ".rediacc/checkpoint")).st_mode & 0o777) == "0o700"
+    # the same name again: nothing to do, no dump
+    calls = len(fake_runner.calls)
+    assert _checkpoint.create(fake_runner, ticker, "v1.0.0")[0] is False
+    assert fake_runner.calls[calls:] == []
+
+
+def test_check_mode_says_what_would_be_dumped_and_writes_nothing(ticker, fake_runner):
+    changed, actions, found = _checkpoint.create(fake_runner, ticker, "daily", check_mode=True)
+    assert changed and found is None and len(actions) == 1
+    assert not os.path.exists(os.path.join(ticker.mount, ".rediacc"))
+    assert all(call[2] == "GET" for call in fake_runner.calls)
+
+
+def test_a_failed_dump_that_stopped_containers_brings_them_back_and_leaves_no_checkpoint(ticker, fake_runner,
+                                                                                         monkeypatch):
+    fake_runner.answer_api(SOCKET, "POST", "/containers/%s/checkpoints" % COUNTER, {"message": "criu failed"},
+                           status=500)
+    with pytest.raises(LockboxError, match="checkpoint daily of ticker failed at counter-counter-1"):
+        _checkpoint.create(fake_runner, ticker, "daily", leave_running=False)
+    assert os.listdir(os.path.join(ticker.mount, ".rediacc/checkpoint")) == []
+    # the watchdog looks after the service again
+    assert _project.load_project_state(os.path.join(ticker.mount, "counter"))["stopped"] == []
+
+
+def test_nothing_labelled_running_is_a_clear_error_that_changes_nothing(tmp_path, fake_runner):
+    listed = [c for c in json.loads(fixture_text("docker_api_containers_counter.json"))
+              if "rediacc.checkpoint" not in c["Labels"]]
+    fake_runner.answer_api(SOCKET, "GET", "/containers/json?all=1", listed)
+    repo = _project.Repository("ticker", "g", NETWORK_ID, str(tmp_path))
+    with pytest.raises(InvalidInput, match="no running container is labelled rediacc.checkpoint=true"):
+        _checkpoint.create(fake_runner, repo, "daily")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_restore_starts_from_the_container_s_own_checkpoint_directory_and_never_passes_a_custom_one(
+        ticker, fake_runner, monkeypatch):
+    directory = os.path.join(ticker.mount, ".rediacc/checkpoint/v1")
+    os.makedirs(os.path.join(directory, "counter-counter-1"))
+    open(os.path.join(directory, "counter-counter-1", "pages-1.img"), "w").write("pages")
+    seen = {}
+
+    def start(runner, host, container_id, checkpoint_id):
+        staged = os.path.join(_repo_daemon.data_root(ticker.mount), "containers", COUNTER, "checkpoints",
+                              checkpoint_id)
+        seen["staged"] = sorted(os.listdir(staged))
+        seen["same_file"] = os.path.samefile(os.path.join(staged, "pages-1.img"),
+                                             os.path.join(directory, "counter-counter-1", "pages-1.img"))
+
+    monkeypatch.setattr(_checkpoint._docker, "start_from_checkpoint", start)
+    monkeypatch.setattr(_checkpoint, "settle_cgroup", lambda runner, repo, container_id: False)
+    fake_runner.answer_api(SOCKET, "GET", "/containers/%s/json" % COUNTER, {"Id": COUNTER, "State": {
+        "StartedAt": "2026-11-24T11:00:00Z"}})
+    outcome = _checkpoint.restore_containers(fake_runner, ticker, directory, [
+        {"id": COUNTER, "container": "counter-counter-1"}])
+    assert outcome == {"counter-counter-1": {"restored": True, "error": None, "started_at": "2026-11-24T11:00:00Z"}}
+    assert seen == {"staged": ["pages-1.img"], "same_file": True}  # linked, not copied
+    assert not os.path.exists(os.path.join(_repo_daemon.data_root(ticker.mount), "containers", COUNTER,
+                                           "checkpoints", _checkpoint.STAGED))
+
+
+def test_a_restore_that_fails_starts_the_service_fresh_and_keeps_the_checkpoint(ticker, fake_runner, monkeypatch):
+    directory = os.path.join(ticker.mount, ".rediacc/checkpoint/v1")
+    os.makedirs(os.path.join(directory, "counter-counter-1"))
+    fake_runner.answer_api(SOCKET, "GET", "/containers/%s/json" % COUNTER, {"Id": COUNTER, "State": {
+        "StartedAt": "2026-11-24T11:00:01Z"}})
+    fake_runner.answer_api(SOCKET, "POST", "/containers/%s/start?checkpoint=%s" % (COUNTER, _checkpoint.STAGED),
+                           {"message": "criu failed: type RESTORE errno 0"}, status=500)
+    fake_runner.answer_api(SOCKET, "POST", "/containers/%s/start" % COUNTER, None, status=204)
+    said = []
+    outcome = _checkpoint.restore_containers(fake_runner, ticker, directory, [
+        {"id": COUNTER, "container": "counter-counter-1"}], log=said.append)
+    assert not outcome["counter-counter-1"]["restored"]
+    assert "HTTP 500" in outcome["counter-counter-1"]["error"] and "starting it fresh" in said[0]
+    assert os.path.isdir(os.path.join(directory, "counter-counter-1"))
+    assert json.load(open(os.path.join(directory, "restored.json")))["counter-counter-1"]["restored"] is False
+
+
+def test_dockerd_s_intermittent_already_exists_is_asked_again(ticker, fake_runner, monkeypatch):
+    directory = os.path.join(ticker.mount, ".rediacc/checkpoint/v1")
+    os.makedirs(os.path.join(directory, "counter-counter-1"))
+    answers = [LockboxError("failed to upload checkpoint to containerd: commit failed: content sha256:ab: "
+                            "already exists"), None]
+
+    def start(runner, host, container_id, checkpoint_id):
+        answer = answers.pop(0)
+        if answer:
+            raise answer
+
+    monkeypatch.setattr(_checkpoint._docker, "start_from_checkpoint", start)
+    monkeypatch.setattr(_checkpoint, "settle_cgroup", lambda runner, repo, container_id: False)
+    fake_runner.answer_api(SOCKET, "GET", "/containers/%s/json" % COUNTER, {"Id": COUNTER, "State": {}})
+    outcome = _checkpoint.restore_containers(fake_runner, ticker, directory, [
+        {"id": COUNTER, "container": "counter-counter-1"}])
+    assert outcome["counter-counter-1"]["restored"] and answers == []
+
+
+def test_restore_on_up_only_reads_checkpoints_of_this_repository(tmp_path):
+    repo = _project.Repository("ticker", "g", NETWORK_ID, str(tmp_path))
+    os.makedirs(tmp_path / ".rediacc/checkpoint/repo-down")
+    assert _checkpoint.restore_directory(repo, {}) is None
+    own = str(tmp_path / ".rediacc/checkpoint/repo-down")
+    assert _checkpoint.restore_directory(repo, {_checkpoint.RESTORE_ENV: own}) == os.path.realpath(own)
+    for other in ("/mnt/rediacc/mounts/other/.rediacc/checkpoint/x", str(tmp_path / ".rediacc/checkpoint"),
+                  own + "/../../../etc", str(tmp_path / ".rediacc/checkpoint/.partial-x")):
+        with pytest.raises(InvalidInput, match="is not a checkpoint of repository ticker"):
+            _checkpoint.restore_directory(repo, {_checkpoint.RESTORE_ENV: other})
