@@ -19,7 +19,6 @@ import fcntl
 import json
 import os
 import shutil
-import time
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core import faults
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import (
@@ -27,13 +26,13 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import 
     LockboxError,
 )
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.files import read_text, write_atomic
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import loopback_net as _loopback_net
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import project as _project
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import checkpoint as _rules
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import compose as _compose
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import docker as _docker
-from ansible_collections.lockbox.fleet.plugins.module_utils._tools import systemd as _systemd
 
 ROOT = ".rediacc/checkpoint"
 MANIFEST = "manifest.json"
@@ -42,7 +41,6 @@ PARTIAL = ".partial-"
 # The name images get in a container's own checkpoint directory while it is started from them.
 STAGED = "lockbox-restore"
 RESTORE_ATTEMPTS = 3
-CGROUP_ROOT = "/sys/fs/cgroup"
 # The checkpoint the next repo up restores (written by repo down --checkpoint and by a fork).
 PENDING = ".restore-on-up.json"
 # Set by repo up for the Rediaccfiles' renet compose: the checkpoint directory to restore from.
@@ -50,29 +48,33 @@ RESTORE_ENV = "LOCKBOX_RESTORE_CHECKPOINT"
 
 
 # runc hands CRIU this file for every container of the repository (the compose rewrite sets the
-# org.criu.config annotation): the machine's options (MACHINE_CRIU_CONFIG), plus, for a restore
-# only, two more. mntns-compat-mode: CRIU 4.1's newer mount engine cannot restore a bind-mounted
-# file such as the docker-init of `init: true` ("Can't remount ... with MS_PRIVATE"), and CRIU
-# refuses that option on a dump. manage-cgroups ignore: with cgroup v2 and systemd, CRIU put the
-# restored processes back into the old container's scope path (outside any unit, so the next
-# checkpoint could not freeze them); ignored, they stay in the new container's scope, where runc
-# placed CRIU. Either way they stay in the service's slice and its guard. The file is rewritten
-# before each dump or restore, under the repository's lock.
+# org.criu.config annotation): the machine's options (MACHINE_CRIU_CONFIG), and for a restore
+# two more. mntns-compat-mode: CRIU 4.1's newer mount engine cannot restore a bind-mounted file
+# such as the docker-init of `init: true` ("Can't remount ... with MS_PRIVATE"), and CRIU
+# refuses it on a dump. cgroup-root: runc 1.1 with cgroup v2 and systemd does not tell CRIU the
+# new container's cgroup, so CRIU recreated the dumped container's scope path outside any unit
+# (systemd then dropped the new scope, and the container could not be frozen, limited or
+# checkpointed again). The file is rewritten before each dump or restore, under the
+# repository's lock.
 MACHINE_CRIU_CONFIG = "/etc/criu/runc.conf"
-RESTORE_ONLY_OPTIONS = ("mntns-compat-mode", "manage-cgroups ignore")
+RESTORE_ONLY = ("mntns-compat-mode", "cgroup-root")
 
 
 @contextlib.contextmanager
-def criu_mode(repo, restoring, machine_config=MACHINE_CRIU_CONFIG):
-    """Hold the repository's checkpoint lock with its CRIU configuration set for a dump or a restore."""
+def criu_mode(repo, restoring, machine_config=MACHINE_CRIU_CONFIG, cgroup=None):
+    """Hold the repository's checkpoint lock with its CRIU configuration set for a dump or a restore.
+
+    ``cgroup``: for a restore, the new container's cgroup (its scope in its service slice).
+    """
     path = _compose.criu_config(repo.network_id)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     with open(path + ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         options = [line.strip() for line in (read_text(machine_config) or "").splitlines()
                    if line.strip() and not line.lstrip().startswith("#")
-                   and line.split()[0] not in {o.split()[0] for o in RESTORE_ONLY_OPTIONS}]
-        options += list(RESTORE_ONLY_OPTIONS) if restoring else []
+                   and line.split()[0] not in RESTORE_ONLY]
+        if restoring:
+            options += ["mntns-compat-mode"] + (["cgroup-root %s" % cgroup] if cgroup else [])
         write_atomic(path, "# Written by lockbox.fleet before each %s (see criu_checkpoint.py).\n%s\n"
                      % ("restore" if restoring else "dump", "\n".join(options)), mode=0o600)
         yield
@@ -240,14 +242,21 @@ def _start_from(runner, repo, entry, directory):
     source = os.path.join(directory, entry["container"])
     if not os.path.isdir(source):
         raise LockboxError("checkpoint %s holds no images of %s" % (os.path.basename(directory), entry["container"]))
-    full_id = (_docker.inspect(runner, _repo_daemon.docker_host(repo.network_id), entry["id"]) or {}).get("Id")
+    found = _docker.inspect(runner, _repo_daemon.docker_host(repo.network_id), entry["id"]) or {}
+    full_id = found.get("Id")
     if not full_id:
         raise LockboxError("container %s does not exist" % entry["container"])
+    parent = (found.get("HostConfig") or {}).get("CgroupParent") or ""
+    if not parent.startswith("rediacc-%d-" % repo.network_id) or not parent.endswith(".slice"):
+        raise LockboxError("container %s is not in a slice of repository %s (%r)"
+                           % (entry["container"], repo.name, parent))
+    cgroup = "/" + os.path.relpath(_loopback_net.slice_cgroup(parent), _loopback_net.CGROUP_ROOT) + \
+        "/docker-%s.scope" % full_id
     staged = os.path.join(_repo_daemon.data_root(repo.mount), "containers", full_id, "checkpoints", STAGED)
     shutil.rmtree(staged, ignore_errors=True)
     _link_tree(source, staged)
     try:
-        with criu_mode(repo, restoring=True):
+        with criu_mode(repo, restoring=True, cgroup=cgroup):
             for attempt in range(1, RESTORE_ATTEMPTS + 1):
                 try:
                     _docker.start_from_checkpoint(runner, _repo_daemon.docker_host(repo.network_id), full_id,
@@ -260,52 +269,6 @@ def _start_from(runner, repo, entry, directory):
                         raise
     finally:
         shutil.rmtree(staged, ignore_errors=True)
-    settle_cgroup(runner, repo, full_id)
-
-
-def _cgroup_of(pid):
-    """The cgroup v2 path of process ``pid`` ("" when it is gone)."""
-    for line in (read_text("/proc/%d/cgroup" % pid) or "").splitlines():
-        if line.startswith("0::"):
-            return line[3:].strip()
-    return ""
-
-
-def settle_cgroup(runner, repo, container_id, cgroup_root=CGROUP_ROOT, wait=10.0):
-    """Give a restored container the systemd scope runc made for it.
-
-    runc 1.1 with cgroup v2 and systemd does not hand CRIU the new container's cgroup, so CRIU
-    recreates the dumped container's scope path (inside the same service slice, under its
-    guard) outside any unit, and systemd drops the new, empty scope: docker could neither
-    freeze (checkpoint again), limit nor stop it cleanly. The processes are adopted into a scope
-    of the expected name in their service slice, the stray directory is removed, and the
-    container's resource limits are set again.
-    """
-    host = _repo_daemon.docker_host(repo.network_id)
-    found = _docker.inspect(runner, host, container_id) or {}
-    pid = (found.get("State") or {}).get("Pid") or 0
-    current = _cgroup_of(pid) if pid else ""
-    unit = "docker-%s.scope" % found.get("Id", container_id)
-    if not current or current.endswith("/" + unit):
-        return False
-    parent = os.path.dirname(current)
-    slice_name = os.path.basename(parent)
-    if not slice_name.startswith("rediacc-%d-" % repo.network_id) or not slice_name.endswith(".slice"):
-        raise LockboxError("restored container %s is in cgroup %s, outside its repository's slices"
-                           % (container_id, current))
-    pids = [int(p) for p in (read_text(os.path.join(cgroup_root, current.lstrip("/"), "cgroup.procs")) or "").split()]
-    _systemd.adopt_into_scope(runner, unit, slice_name, pids)
-    deadline = time.monotonic() + wait
-    while _cgroup_of(pid) != os.path.join(parent, unit) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    try:
-        os.rmdir(os.path.join(cgroup_root, current.lstrip("/")))
-    except OSError:
-        pass  # still holds a process that was forked meanwhile: left for the next restore to see
-    resources = {k: v for k, v in (found.get("HostConfig") or {}).items() if k in _docker.RESOURCE_FIELDS and v}
-    if resources:
-        _docker.update_resources(runner, host, container_id, resources)
-    return True
 
 
 def summary(mount, name):

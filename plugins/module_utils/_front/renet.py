@@ -118,15 +118,14 @@ def _checkpoint_command(runner, layout, options):
             _say(json.dumps(result["checkpoints"], indent=2, sort_keys=True))
             return 0
         for entry in result["checkpoints"]:
+            pending = "  (restored by the next up)" if entry["name"] == result["pending"] else ""
             _say("%-30s %s %10d bytes  %s%s" % (entry["name"], entry["created"], entry["size_bytes"],
-                                                 ", ".join(entry["containers"]),
-                                                 "  (restored by the next up)" if entry["name"] == result["pending"]
-                                                 else ""))
+                                                ", ".join(entry["containers"]), pending))
         return 0
     for warning in result.get("warnings") or []:
         _say("renet: %s" % warning, sys.stderr)
-    _say("renet checkpoint %s %s %s: %s" % (options.verb, options.name, options.checkpoint,
-                                           ", ".join(a["detail"] for a in result["actions"]) or "nothing to do"))
+    done = ", ".join(a["detail"] for a in result["actions"]) or "nothing to do"
+    _say("renet checkpoint %s %s %s: %s" % (options.verb, options.name, options.checkpoint, done))
     return 0
 
 

@@ -58,16 +58,6 @@ def stop(runner, host, container_id, seconds=10):
                ok_statuses=(204, 304), timeout=seconds + 60.0)
 
 
-# Resource limits of HostConfig that ``docker update`` sets again (POST /containers/{id}/update).
-RESOURCE_FIELDS = ("Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuQuota", "CpuPeriod", "CpuShares",
-                   "CpusetCpus", "CpusetMems", "PidsLimit", "BlkioWeight")
-
-
-def update_resources(runner, host, container_id, resources):
-    """``docker update``: apply ``resources`` (HostConfig fields) to the container's cgroup again."""
-    runner.api(_socket(host), "POST", _container_path(container_id, "/update"), body=resources)
-
-
 # CRIU through the daemon (experimental mode): dump and restore of a whole container can take
 # minutes for a large memory image under emulation.
 CHECKPOINT_TIMEOUT = 1800.0

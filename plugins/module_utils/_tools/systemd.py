@@ -74,11 +74,3 @@ def systemctl(runner, *args):
 def is_active(runner, unit):
     """``systemctl is-active``: active, inactive, failed, ... (rc 3/4 are answers, not failures)."""
     return runner.run(["systemctl", "is-active", unit], ok_rcs=(0, 3, 4)).stdout.strip()
-
-
-def adopt_into_scope(runner, unit, slice_name, pids):
-    """A transient scope ``unit`` in ``slice_name`` for processes already running (as runc makes one per container)."""
-    runner.run(["busctl", "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
-                "org.freedesktop.systemd1.Manager", "StartTransientUnit", "ssa(sv)a(sa(sv))", unit, "fail", "3",
-                "PIDs", "au", str(len(pids)), *[str(p) for p in pids], "Slice", "s", slice_name,
-                "Delegate", "b", "true", "0"])

@@ -82,7 +82,10 @@ def test_the_criu_config_adds_restore_only_options_for_a_restore_and_never_for_a
     with _checkpoint.criu_mode(repo, restoring=True, machine_config=str(machine)):
         restore = (tmp_path / "criu" / "2880.conf").read_text().splitlines()[1:]
     assert dump == ["tcp-established"]
-    assert restore == ["tcp-established", "mntns-compat-mode", "manage-cgroups ignore"]
+    with _checkpoint.criu_mode(repo, restoring=True, machine_config=str(machine), cgroup="/a.slice/docker-1.scope"):
+        into = (tmp_path / "criu" / "2880.conf").read_text().splitlines()[1:]
+    assert restore == ["tcp-established", "mntns-compat-mode"]
+    assert into == ["tcp-established", "mntns-compat-mode", "cgroup-root /a.slice/docker-1.scope"]
 
 
 def test_the_repository_daemon_runs_criu_without_hardware_breakpoints():
@@ -146,7 +149,7 @@ def test_nothing_labelled_running_is_a_clear_error_that_changes_nothing(tmp_path
               if "rediacc.checkpoint" not in c["Labels"]]
     fake_runner.answer_api(SOCKET, "GET", "/containers/json?all=1", listed)
     repo = _project.Repository("ticker", "g", NETWORK_ID, str(tmp_path))
-    with pytest.raises(InvalidInput, match="no running container is labelled rediacc.checkpoint=true"):
+    with pytest.raises(InvalidInput, match=r"no running container is labelled rediacc\.checkpoint=true"):
         _checkpoint.create(fake_runner, repo, "daily")
     assert os.listdir(tmp_path) == []
 
@@ -162,17 +165,19 @@ def test_a_restore_starts_from_the_container_s_own_checkpoint_directory_and_neve
         staged = os.path.join(_repo_daemon.data_root(ticker.mount), "containers", COUNTER, "checkpoints",
                               checkpoint_id)
         seen["staged"] = sorted(os.listdir(staged))
+        seen["config"] = open(_compose.criu_config(NETWORK_ID)).read().splitlines()[-1]
         seen["same_file"] = os.path.samefile(os.path.join(staged, "pages-1.img"),
                                              os.path.join(directory, "counter-counter-1", "pages-1.img"))
 
     monkeypatch.setattr(_checkpoint._docker, "start_from_checkpoint", start)
-    monkeypatch.setattr(_checkpoint, "settle_cgroup", lambda runner, repo, container_id: False)
     fake_runner.answer_api(SOCKET, "GET", "/containers/%s/json" % COUNTER, {"Id": COUNTER, "State": {
-        "StartedAt": "2026-11-24T11:00:00Z"}})
+        "StartedAt": "2026-11-24T11:00:00Z"}, "HostConfig": {"CgroupParent": "rediacc-2880-s1.slice"}})
     outcome = _checkpoint.restore_containers(fake_runner, ticker, directory, [
         {"id": COUNTER, "container": "counter-counter-1"}])
     assert outcome == {"counter-counter-1": {"restored": True, "error": None, "started_at": "2026-11-24T11:00:00Z"}}
-    assert seen == {"staged": ["pages-1.img"], "same_file": True}  # linked, not copied
+    assert seen == {"staged": ["pages-1.img"], "same_file": True,  # linked, not copied
+                    "config": "cgroup-root /rediacc.slice/rediacc-2880.slice/rediacc-2880-s1.slice/docker-%s.scope"
+                    % COUNTER}
     assert not os.path.exists(os.path.join(_repo_daemon.data_root(ticker.mount), "containers", COUNTER,
                                            "checkpoints", _checkpoint.STAGED))
 
@@ -181,7 +186,7 @@ def test_a_restore_that_fails_starts_the_service_fresh_and_keeps_the_checkpoint(
     directory = os.path.join(ticker.mount, ".rediacc/checkpoint/v1")
     os.makedirs(os.path.join(directory, "counter-counter-1"))
     fake_runner.answer_api(SOCKET, "GET", "/containers/%s/json" % COUNTER, {"Id": COUNTER, "State": {
-        "StartedAt": "2026-11-24T11:00:01Z"}})
+        "StartedAt": "2026-11-24T11:00:01Z"}, "HostConfig": {"CgroupParent": "rediacc-2880-s1.slice"}})
     fake_runner.answer_api(SOCKET, "POST", "/containers/%s/start?checkpoint=%s" % (COUNTER, _checkpoint.STAGED),
                            {"message": "criu failed: type RESTORE errno 0"}, status=500)
     fake_runner.answer_api(SOCKET, "POST", "/containers/%s/start" % COUNTER, None, status=204)
@@ -206,8 +211,9 @@ def test_dockerd_s_intermittent_already_exists_is_asked_again(ticker, fake_runne
             raise answer
 
     monkeypatch.setattr(_checkpoint._docker, "start_from_checkpoint", start)
-    monkeypatch.setattr(_checkpoint, "settle_cgroup", lambda runner, repo, container_id: False)
-    fake_runner.answer_api(SOCKET, "GET", "/containers/%s/json" % COUNTER, {"Id": COUNTER, "State": {}})
+    fake_runner.answer_api(SOCKET, "GET", "/containers/%s/json" % COUNTER, {"Id": COUNTER, "State": {},
+                                                                            "HostConfig": {"CgroupParent":
+                                                                                           "rediacc-2880-s1.slice"}})
     outcome = _checkpoint.restore_containers(fake_runner, ticker, directory, [
         {"id": COUNTER, "container": "counter-counter-1"}])
     assert outcome["counter-counter-1"]["restored"] and answers == []
