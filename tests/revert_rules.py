@@ -79,6 +79,9 @@ REVERTS = [
     ("restore on up reads only this repository's checkpoints", M + "_fleet/criu_checkpoint.py",
      '    if os.path.dirname(directory) != os.path.realpath(root_of(repo.mount)) or \\',
      '    if False or \\'),
+    ("a damaged checkpoint is never handed to CRIU", M + "_fleet/criu_checkpoint.py",
+     '    return "its images differ from what was dumped (%s)" % ", ".join(changed[:5]) if changed else None',
+     '    return None'),
     ("unknown repository on opened/closed", M + "_fleet/luks_repo.py",
      '        elif record is None and wanted_size is None and state in ("opened", "closed"):', '        elif False:'),
 ]

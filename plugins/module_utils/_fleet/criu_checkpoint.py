@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -203,6 +204,8 @@ def create(runner, repo, name, *, leave_running=True, check_mode=False, lockbox_
         raise LockboxError("checkpoint %s of %s failed at %s: %s" % (
             name, repo.name, entries[len(done)]["container"], exc.msg), cmd=exc.cmd, rc=exc.rc) from None
     faults.pause_after("checkpoint-dumped")  # the kill test: every image written, no manifest yet
+    for entry in entries:
+        entry["images"] = image_digests(os.path.join(partial, entry["container"]))
     write_atomic(os.path.join(partial, MANIFEST), json.dumps({
         "name": name, "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "repository": repo.name, "network_id": repo.network_id, "kernel": os.uname().release,
@@ -210,6 +213,40 @@ def create(runner, repo, name, *, leave_running=True, check_mode=False, lockbox_
     os.rename(partial, path_of(repo.mount, name))
     os.sync()  # on disk before anything snapshots the volume (a fork, a backup)
     return True, actions, summary(repo.mount, name)
+
+
+# Images up to this size are hashed; larger ones (process memory: pages-*.img) only sized, so a
+# restore does not read the whole memory image twice. A damaged image makes CRIU fail, or worse,
+# resume a process that spins on corrupt memory: a damaged checkpoint is never handed to it.
+HASHED_UP_TO = 1 << 20
+
+
+def image_digests(directory):
+    """file -> [size, sha256 or None] of the CRIU images of one container."""
+    found = {}
+    for name in sorted(os.listdir(directory) if os.path.isdir(directory) else []):
+        path = os.path.join(directory, name)
+        size = os.lstat(path).st_size
+        digest = None
+        if size <= HASHED_UP_TO:
+            with open(path, "rb") as handle:
+                digest = hashlib.sha256(handle.read()).hexdigest()
+        found[name] = [size, digest]
+    return found
+
+
+def damage(directory, entry):
+    """Why the images of ``entry`` in checkpoint ``directory`` differ from what was dumped, or None."""
+    recorded = entry.get("images")
+    if recorded is None:
+        return None  # a checkpoint of an older lockbox: nothing recorded to compare
+    source = os.path.join(directory, entry["container"])
+    try:
+        found = image_digests(source)
+    except OSError as exc:
+        return "its images cannot be read (%s)" % exc.strerror
+    changed = sorted(n for n in set(recorded) | set(found) if list(recorded.get(n) or []) != list(found.get(n) or []))
+    return "its images differ from what was dumped (%s)" % ", ".join(changed[:5]) if changed else None
 
 
 def _start_again(runner, repo, entries, directory):
@@ -242,6 +279,10 @@ def _start_from(runner, repo, entry, directory):
     source = os.path.join(directory, entry["container"])
     if not os.path.isdir(source):
         raise LockboxError("checkpoint %s holds no images of %s" % (os.path.basename(directory), entry["container"]))
+    damaged = damage(directory, entry)
+    if damaged:
+        raise LockboxError("checkpoint %s of %s is damaged: %s" % (os.path.basename(directory), entry["container"],
+                                                                   damaged))
     found = _docker.inspect(runner, _repo_daemon.docker_host(repo.network_id), entry["id"]) or {}
     full_id = found.get("Id")
     if not full_id:

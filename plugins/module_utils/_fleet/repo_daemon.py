@@ -30,6 +30,11 @@ def unit_name(network_id):
     return "rediacc-docker-%d.service" % network_id
 
 
+def temporary_dir(mount):
+    """The daemon's TMPDIR: inside the encrypted volume."""
+    return "%s/.rediacc/tmp" % mount
+
+
 def data_root(mount):
     """The repository daemon's data-root: inside the encrypted volume."""
     return "%s/.rediacc/docker/data" % mount
@@ -82,6 +87,10 @@ def unit_content(mount, network_id, config_path):
         # ptrace breakpoint on a restored task crashed the kernel of an emulated (TCG) host, and
         # the fallback costs a few traced syscalls per task.
         "Environment=CRIU_FAULT=130",
+        # containerd unpacks a checkpoint to restore into a temporary directory: process memory,
+        # kept inside the encrypted volume rather than in the host's /tmp.
+        "Environment=TMPDIR=%s" % temporary_dir(mount),
+        "ExecStartPre=/bin/mkdir -p -m 0700 %s" % temporary_dir(mount),
         "ExecReload=/bin/kill -s HUP $MAINPID",
         "Delegate=yes",
         "KillMode=process",

@@ -88,9 +88,28 @@ def test_the_criu_config_adds_restore_only_options_for_a_restore_and_never_for_a
     assert into == ["tcp-established", "mntns-compat-mode", "cgroup-root /a.slice/docker-1.scope"]
 
 
-def test_the_repository_daemon_runs_criu_without_hardware_breakpoints():
-    unit = _repo_daemon.unit_content("/m", NETWORK_ID, "/etc/rediacc/docker/2880.json")
-    assert "Environment=CRIU_FAULT=130" in unit.splitlines()
+def test_the_repository_daemon_runs_criu_without_hardware_breakpoints_and_unpacks_dumps_in_the_volume():
+    unit = _repo_daemon.unit_content("/m", NETWORK_ID, "/etc/rediacc/docker/2880.json").splitlines()
+    assert "Environment=CRIU_FAULT=130" in unit
+    assert "Environment=TMPDIR=/m/.rediacc/tmp" in unit and "ExecStartPre=/bin/mkdir -p -m 0700 /m/.rediacc/tmp" in unit
+
+
+def test_a_damaged_checkpoint_is_never_handed_to_criu(tmp_path):
+    images = tmp_path / "v1" / "counter-counter-1"
+    images.mkdir(parents=True)
+    (images / "core-1.img").write_bytes(b"core")
+    (images / "pages-1.img").write_bytes(b"p" * (_checkpoint.HASHED_UP_TO + 1))
+    entry = {"container": "counter-counter-1", "images": _checkpoint.image_digests(str(images))}
+    assert entry["images"]["pages-1.img"] == [_checkpoint.HASHED_UP_TO + 1, None]  # memory: sized, not hashed
+    assert _checkpoint.damage(str(tmp_path / "v1"), entry) is None
+    (images / "core-1.img").write_bytes(b"corE")
+    assert _checkpoint.damage(str(tmp_path / "v1"), entry) == "its images differ from what was dumped (core-1.img)"
+    (images / "core-1.img").write_bytes(b"core")
+    with open(images / "pages-1.img", "r+b") as handle:
+        handle.truncate(4096)
+    assert "pages-1.img" in _checkpoint.damage(str(tmp_path / "v1"), entry)
+    (images / "extra.img").write_bytes(b"")
+    assert "extra.img" in _checkpoint.damage(str(tmp_path / "v1"), entry)
 
 
 @pytest.fixture
