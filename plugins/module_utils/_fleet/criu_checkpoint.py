@@ -182,6 +182,9 @@ def create(runner, repo, name, *, leave_running=True, check_mode=False, lockbox_
         return True, actions, None
     root = root_of(repo.mount)
     os.makedirs(root, mode=0o700, exist_ok=True)
+    if os.path.realpath(root) != os.path.join(os.path.realpath(repo.mount), ROOT):
+        raise InvalidInput("%s leads to %s: checkpoints stay inside the repository's volume"
+                           % (root, os.path.realpath(root)))
     os.chmod(root, 0o700)  # CRIU images hold process memory: secrets among it
     partial = os.path.join(root, PARTIAL + name)
     shutil.rmtree(partial, ignore_errors=True)  # an interrupted earlier attempt

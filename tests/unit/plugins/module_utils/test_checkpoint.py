@@ -145,6 +145,15 @@ def test_a_checkpoint_dumps_only_the_labelled_service_through_the_daemon_and_is_
     assert fake_runner.calls[calls:] == []
 
 
+def test_a_checkpoint_directory_that_leads_out_of_the_volume_is_refused(ticker, fake_runner, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside")
+    os.makedirs(os.path.join(ticker.mount, ".rediacc"))
+    os.symlink(str(outside), os.path.join(ticker.mount, ".rediacc/checkpoint"))
+    with pytest.raises(InvalidInput, match="checkpoints stay inside the repository's volume"):
+        _checkpoint.create(fake_runner, ticker, "v1")
+    assert os.listdir(str(outside)) == []
+
+
 def test_check_mode_says_what_would_be_dumped_and_writes_nothing(ticker, fake_runner):
     changed, actions, found = _checkpoint.create(fake_runner, ticker, "daily", check_mode=True)
     assert changed and found is None and len(actions) == 1
