@@ -35,6 +35,9 @@ def operations_table(name):
             if op.get("ours_commands") is not None else "-"
         lines.append("| %s | %.0f | %.0f | %.2f | %s |" % (op_name.replace("_", " "), op["ours_ms"], op["floor_ms"],
                                                            op["ratio"], commands))
+    if "checkpoint_to_resident" in data:
+        lines += ["", "Checkpoint size / resident memory of the service: %.2f; in restore vs cold start the floor "
+                  "column is the cold start (the service warms up again)." % data["checkpoint_to_resident"]]
     if "clone_16g_fragmented_vs_1g_fresh" in data:
         lines += ["", "Clone step, 16 GiB fragmented / 1 GiB fresh: %.2f" % data["clone_16g_fragmented_vs_1g_fresh"]]
     return [*lines, ""]
@@ -59,7 +62,7 @@ def scale_table():
 
 def main():
     out = []
-    for name in ("fork", "app"):
+    for name in ("fork", "app", "checkpoint"):
         out += operations_table(name)
     out += scale_table()
     print("\n".join(out))
