@@ -82,6 +82,8 @@ REVERTS = [
     ("a damaged checkpoint is never handed to CRIU", M + "_fleet/criu_checkpoint.py",
      '    return "its images differ from what was dumped (%s)" % ", ".join(changed[:5]) if changed else None',
      '    return None'),
+    ("a fork is not up on its parent's stamp", M + "_fleet/repo_app.py",
+     ' or \\\n            stamp.get("network_id") != repo.network_id:', ':'),
     ("unknown repository on opened/closed", M + "_fleet/luks_repo.py",
      '        elif record is None and wanted_size is None and state in ("opened", "closed"):', '        elif False:'),
 ]

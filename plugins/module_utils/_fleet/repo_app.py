@@ -41,9 +41,14 @@ def _read_stamp(mount):
 
 
 def is_up(runner, repo):
-    """up() ran for the current Rediaccfiles, the daemon answers and no container has failed."""
+    """up() ran for the current Rediaccfiles in this repository, the daemon answers and no container has failed.
+
+    The stamp names the networkId it was written for: a fork's volume carries its parent's
+    stamp, and the fork's own containers do not exist yet.
+    """
     stamp = _read_stamp(repo.mount)
-    if not stamp or stamp.get("fingerprint") != _project.fingerprint(repo.mount):
+    if not stamp or stamp.get("fingerprint") != _project.fingerprint(repo.mount) or \
+            stamp.get("network_id") != repo.network_id:
         return False
     if _repo_daemon.server_version(runner, repo.network_id) is None:
         return False
@@ -75,7 +80,7 @@ def up(runner, repo, environ, check_mode=False):
         path = os.path.join(repo.mount, _project.UP_STAMP)
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         with open(path, "w") as handle:
-            json.dump({"fingerprint": _project.fingerprint(repo.mount)}, handle)
+            json.dump({"fingerprint": _project.fingerprint(repo.mount), "network_id": repo.network_id}, handle)
     return True, outputs
 
 

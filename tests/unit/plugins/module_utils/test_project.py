@@ -182,6 +182,21 @@ def test_a_failing_up_reports_what_was_already_done_and_the_function_decides(tmp
     assert script.startswith("source ./Rediaccfile\n") and "set -e" not in script
 
 
+def test_a_fork_is_not_up_on_its_parent_s_stamp(tmp_path, fake_runner):
+    """The fork's volume holds the parent's up stamp; the fork's own containers do not exist yet."""
+    (tmp_path / "Rediaccfile").write_text("up() { :; }\n")
+    (tmp_path / ".rediacc").mkdir()
+    parent = _project.Repository("app", "g", 6336, str(tmp_path))
+    (tmp_path / _project.UP_STAMP).write_text(json.dumps({"fingerprint": _project.fingerprint(str(tmp_path)),
+                                                          "network_id": 6336}))
+    for network_id in (6336, 6400):
+        fake_runner.answer_api("/var/run/rediacc/docker-%d.sock" % network_id, "GET", "/version", {"Version": "26"})
+        fake_runner.answer_api("/var/run/rediacc/docker-%d.sock" % network_id, "GET", "/containers/json?all=1", [])
+    assert _repo_app.is_up(fake_runner, parent)
+    fork = _project.Repository("app:try", "h", 6400, str(tmp_path))
+    assert not _repo_app.is_up(fake_runner, fork)
+
+
 def _compose_config_fake(fake_runner, services_by_project):
     """docker compose config --format json of projects named by their directory; records each call's env."""
     seen = []
