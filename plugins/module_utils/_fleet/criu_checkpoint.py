@@ -460,7 +460,9 @@ def run(runner, params, check_mode=False):
                                          check_mode=check_mode)
         result = {"checkpoint": found}
     elif state == "restored":
-        changed, actions, outcome = restore(runner, repo, name, check_mode=check_mode)
+        # The journal hears of a fallback too; the module's own output is its JSON result.
+        changed, actions, outcome = restore(runner, repo, name, check_mode=check_mode,
+                                            log=lambda text: journal(text, stderr=False))
         warnings = ["%s started fresh: its restore failed (%s); checkpoint %s is kept" % (c, o["error"], name)
                     for c, o in sorted(outcome.items()) if o.get("error")]
         result = {"restored": outcome}
@@ -477,13 +479,14 @@ def run(runner, params, check_mode=False):
 # repo down --checkpoint / repo up
 
 
-def journal(text):
+def journal(text, stderr=True):
     """Tell the host's journal (and the caller, on stderr) why a service did not come back from its checkpoint."""
     import sys
     import syslog
     syslog.openlog("renet")
     syslog.syslog(syslog.LOG_WARNING, text)
-    sys.stderr.write("renet: %s\n" % text)
+    if stderr:
+        sys.stderr.write("renet: %s\n" % text)
 
 
 def checkpoint_for_down(runner, repo, check_mode=False):
