@@ -183,10 +183,8 @@ def rewrite(model, network_id, recorded_slots=None, *, mount, project_dir, unsaf
             drop = [c for c in service.get("cap_drop") or [] if str(c).upper().removeprefix("CAP_") != "NET_RAW"]
             service["cap_drop"] = [*drop, "NET_RAW"]
         # CRIU reads this repository's own configuration for its containers (see criu_config).
-        annotations = service.get("annotations") or {}
-        if isinstance(annotations, list):
-            annotations = dict(str(item).partition("=")[::2] for item in annotations)
-        service["annotations"] = dict(annotations, **{CRIU_CONFIG_ANNOTATION: criu_config(network_id)})
+        service["annotations"] = dict(_isolation.annotations_of(service),
+                                      **{CRIU_CONFIG_ANNOTATION: criu_config(network_id)})
         if str(labels.get("rediacc.checkpoint", "")).lower() == "true":
             caps = list(service.get("cap_add") or [])
             service["cap_add"] = caps + [c for c in CHECKPOINT_CAPS if c not in caps]

@@ -226,17 +226,18 @@ def _namespace_problems(name, service, checkpointed):
     return problems
 
 
-def annotation_keys(service):
+def annotations_of(service):
+    """A service's annotations as a mapping (compose accepts a list of KEY=VALUE too)."""
     annotations = service.get("annotations") or {}
     if isinstance(annotations, list):
-        return [str(item).partition("=")[0] for item in annotations]
-    return [str(key) for key in annotations]
+        return dict(str(item).partition("=")[::2] for item in annotations)
+    return {str(key): value for key, value in annotations.items()}
 
 
 def _annotation_problems(name, service):
     return ["service %s: annotation %s is read by the container runtime on the host (systemd unit properties, "
             "CRIU configuration)" % (name, key)
-            for key in sorted(annotation_keys(service)) if key.startswith(RUNTIME_ANNOTATIONS)]
+            for key in sorted(annotations_of(service)) if key.startswith(RUNTIME_ANNOTATIONS)]
 
 
 def service_problems(paths, name, service, services, top_volumes):
