@@ -22,8 +22,10 @@ TOP = Path(__file__).resolve().parent.parent
 STEP = re.compile(r"^INFO\s+\[(?P<scenario>[\w.-]+) > (?P<step>[\w-]+)\] Executing$")
 SHOWN_TASKS = 15
 # A failed Ansible task, or a failed test in pytest's report (never Ansible's retries).
-FAILURE = re.compile(r"^(fatal|failed): \[|^_{5,} test_|^FAILED (?!- RETRYING)")
+FAILURE = re.compile(r"^(fatal|failed): \[|^\[ERROR\]|^ERROR! |^_{5,} test_|^FAILED (?!- RETRYING)")
 FAILURE_LINES = 30
+# Colour codes (CI may force colour on) would hide a failure from FAILURE and STEP.
+COLOUR = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 SHOWN_FAILURES = 3
 
 
@@ -74,9 +76,10 @@ def main(argv):
     failures, context = [], 0
     proc = subprocess.Popen(argv[1:], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             errors="replace")
-    for line in proc.stdout:
-        sys.stdout.write(line)
+    for raw in proc.stdout:
+        sys.stdout.write(raw)
         sys.stdout.flush()
+        line = COLOUR.sub("", raw)
         # A failed task, a failed test: kept for the end, where CI's short excerpt shows it.
         if FAILURE.search(line):
             context = FAILURE_LINES
@@ -93,9 +96,14 @@ def main(argv):
     rc = proc.wait()
     if current is not None:
         steps.append((current[0], current[1], time.monotonic() - current[2]))
+    failures_file = timings_file.parent / "molecule-failures.txt"
+    failures_file.unlink(missing_ok=True)
     if rc and failures:
-        print("\n===== what failed (the first %d) =====" % SHOWN_FAILURES)
-        print("\n".join(failures[:SHOWN_FAILURES * (FAILURE_LINES + 1)]))
+        # Also kept in a file: scripts/test prints it again as the run's last lines.
+        text = "===== what failed in molecule (the first %d) =====\n%s\n" % (
+            SHOWN_FAILURES, "\n".join(failures[:SHOWN_FAILURES * (FAILURE_LINES + 1)]))
+        failures_file.write_text(text)
+        print("\n" + text, end="")
     print("\n".join(summarise(steps, timings_file, limits)), flush=True)
     return rc
 
