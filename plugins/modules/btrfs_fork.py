@@ -46,7 +46,23 @@ options:
     description: Replace an existing fork of that name with a fresh one.
     type: bool
     default: false
+  checkpoint:
+    description:
+      - Fork with process state. The parent's running services labelled
+        C(rediacc.checkpoint=true) are checkpointed while they keep running, right before the
+        snapshot, so the fork holds the checkpoint (the parent keeps no copy). The fork's first
+        C(repo up) restores them on the fork's own addresses; a service whose restore fails
+        starts fresh, and the result says so.
+      - The fork's processes may still name the parent's addresses (listening sockets, memory);
+        the fork's kernel guard turns those into the same offsets in the fork's own /26, so they
+        never reach the parent. Connections that were established at the checkpoint are
+        restored closed.
+      - A parent that is not up or has no labelled running service forks without a checkpoint,
+        with a warning.
+    type: bool
+    default: false
 seealso:
+  - module: lockbox.fleet.criu_checkpoint
   - module: lockbox.fleet.luks_repo
 """
 
@@ -68,6 +84,13 @@ EXAMPLES = r"""
     parent: marketing
     tag: staging
     force: true
+    key: "{{ vault_marketing_key }}"
+
+- name: Fork with the running state of the labelled services (restored by the fork's repo up)
+  lockbox.fleet.btrfs_fork:
+    parent: marketing
+    tag: live
+    checkpoint: true
     key: "{{ vault_marketing_key }}"
 
 - name: Delete a fork like any repository
@@ -109,6 +132,7 @@ def main():
             tag=dict(type="str", required=True),
             opened=dict(type="bool", default=True),
             force=dict(type="bool", default=False),
+            checkpoint=dict(type="bool", default=False),
             **_module.LAYOUT_ARGS, **_module.KEY_ARGS),
         mutually_exclusive=_module.KEY_EXCLUSIVE,
         supports_check_mode=True,

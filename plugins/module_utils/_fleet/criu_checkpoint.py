@@ -44,6 +44,7 @@ STAGED = "lockbox-restore"
 RESTORE_ATTEMPTS = 3
 # The checkpoint the next repo up restores (written by repo down --checkpoint and by a fork).
 PENDING = ".restore-on-up.json"
+RECORD_PENDING = "restore_on_up"
 # Set by repo up for the Rediaccfiles' renet compose: the checkpoint directory to restore from.
 RESTORE_ENV = "LOCKBOX_RESTORE_CHECKPOINT"
 
@@ -58,14 +59,17 @@ RESTORE_ENV = "LOCKBOX_RESTORE_CHECKPOINT"
 # checkpointed again). The file is rewritten before each dump or restore, under the
 # repository's lock.
 MACHINE_CRIU_CONFIG = "/etc/criu/runc.conf"
-RESTORE_ONLY = ("mntns-compat-mode", "cgroup-root")
+RESTORE_ONLY = ("mntns-compat-mode", "cgroup-root", "tcp-close")
 
 
 @contextlib.contextmanager
-def criu_mode(repo, restoring, machine_config=MACHINE_CRIU_CONFIG, cgroup=None):
+def criu_mode(repo, restoring, machine_config=MACHINE_CRIU_CONFIG, cgroup=None, foreign=False):
     """Hold the repository's checkpoint lock with its CRIU configuration set for a dump or a restore.
 
     ``cgroup``: for a restore, the new container's cgroup (its scope in its service slice).
+    ``foreign``: the checkpoint was taken in another repository (a fork's parent): connections
+    established there are restored closed (``tcp-close``), never resumed between the fork's
+    addresses and the parent's peers.
     """
     path = _compose.criu_config(repo.network_id)
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
@@ -75,7 +79,8 @@ def criu_mode(repo, restoring, machine_config=MACHINE_CRIU_CONFIG, cgroup=None):
                    if line.strip() and not line.lstrip().startswith("#")
                    and line.split()[0] not in RESTORE_ONLY]
         if restoring:
-            options += ["mntns-compat-mode"] + (["cgroup-root %s" % cgroup] if cgroup else [])
+            options += ["mntns-compat-mode"] + (["cgroup-root %s" % cgroup] if cgroup else []) + \
+                (["tcp-close"] if foreign else [])
         write_atomic(path, "# Written by lockbox.fleet before each %s (see criu_checkpoint.py).\n%s\n"
                      % ("restore" if restoring else "dump", "\n".join(options)), mode=0o600)
         yield
@@ -299,8 +304,9 @@ def _start_from(runner, repo, entry, directory):
     staged = os.path.join(_repo_daemon.data_root(repo.mount), "containers", full_id, "checkpoints", STAGED)
     shutil.rmtree(staged, ignore_errors=True)
     _link_tree(source, staged)
+    taken_in = (_read_json(os.path.join(directory, MANIFEST)) or {}).get("network_id", repo.network_id)
     try:
-        with criu_mode(repo, restoring=True, cgroup=cgroup):
+        with criu_mode(repo, restoring=True, cgroup=cgroup, foreign=taken_in != repo.network_id):
             for attempt in range(1, RESTORE_ATTEMPTS + 1):
                 try:
                     _docker.start_from_checkpoint(runner, _repo_daemon.docker_host(repo.network_id), full_id,
@@ -338,10 +344,16 @@ def delete(repo, name, check_mode=False):
 # Restore
 
 
-def pending(mount):
-    """The checkpoint the next repo up restores, or None."""
+def pending(mount, record=None):
+    """The checkpoint the next repo up restores, or None.
+
+    Named in the volume (by repo down --checkpoint) or, for a fork with checkpoint, in the
+    fork's record (RECORD_PENDING): the parent's volume never says what its forks restore.
+    """
     found = _read_json(os.path.join(root_of(mount), PENDING))
     name = found.get("name") if isinstance(found, dict) else None
+    if name is None and record:
+        name = record.get(RECORD_PENDING)
     return name if isinstance(name, str) and _rules.NAME.fullmatch(name) and manifest(mount, name) else None
 
 
@@ -349,11 +361,17 @@ def set_pending(mount, name):
     write_atomic(os.path.join(root_of(mount), PENDING), json.dumps({"name": name}) + "\n", mode=0o600)
 
 
-def clear_pending(mount):
+def clear_pending(mount, state_dir=None, name=None):
+    """Nothing left to restore on the next up (``state_dir``/``name``: the record's mention too)."""
     try:
         os.unlink(os.path.join(root_of(mount), PENDING))
     except FileNotFoundError:
         pass
+    if state_dir and name:
+        with _state.HostState(state_dir) as host:
+            record = host.get(name)
+            if record and record.pop(RECORD_PENDING, None):
+                host.put(record)
 
 
 def _record_restored(directory, outcome):
@@ -451,7 +469,7 @@ def run(runner, params, check_mode=False):
         raise InvalidInput("repository %s is not mounted: run repo up first" % repo.name)
     state, name = params["state"], params.get("name")
     if state == "listed":
-        return {"changed": False, "checkpoints": listing(repo.mount), "pending": pending(repo.mount)}
+        return {"changed": False, "checkpoints": listing(repo.mount), "pending": pending(repo.mount, record)}
     if not name:
         raise InvalidInput("name is required with state=%s" % state)
     warnings = []
@@ -559,6 +577,10 @@ def restore_during_up(runner, repo, directory, project, compose_cli):
             outcome[entry["container"]] = {"restored": False, "error": "already started", "started_at": None}
             continue
         ready.append(dict(entry, id=current["id"]))
-    outcome.update(restore_containers(runner, repo, directory, ready, log=journal))
+    _mark_stopped(repo, ready, stopped=True)  # the watchdog does not start one while it is being restored
+    try:
+        outcome.update(restore_containers(runner, repo, directory, ready, log=journal))
+    finally:
+        _mark_stopped(repo, ready, stopped=False)
     _record_restored(directory, outcome)
     return outcome

@@ -21,6 +21,13 @@ Where the programs live (systemd cgroup driver; all units are plain slices):
   reach the service itself. A child cgroup's programs run before its parent's, so a
   service's rewrite happens first and the repository's guard then sees its own IP.
 
+Address aliases: a fork that restored its parent's processes from a checkpoint holds the
+parent's addresses in those processes (their listening sockets, their memory). Its repository
+programs then carry the parent's /26 as an alias: a bind, connect or send to an aliased
+address becomes the same offset in the fork's own /26, so the restored service listens on,
+and reaches, the fork's own services; never the parent's (without the alias it would get
+EPERM). An alias only ever narrows what a process reaches to its own repository.
+
 Binds with port 0 (a client choosing its source port) are left alone, so outgoing
 connections to other hosts keep working. Processes outside these slices (the host, the
 router) are not affected and reach every repository.
@@ -53,6 +60,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._tools.bpf import (
     MOV32_K,
     MOV32_X,
     MOV64_K,
+    OR32_K,
     STX_W,
     u32_of,
 )
@@ -67,6 +75,7 @@ _LOCALHOST4 = u32_of(socket.inet_aton("127.0.0.1"))
 _FIRST_OCTET_MASK = u32_of(b"\xff\0\0\0")
 _LOOPBACK_OCTET = u32_of(b"\x7f\0\0\0")
 _MASK26 = u32_of(socket.inet_aton("255.255.255.192"))
+_HOST_BITS26 = u32_of(socket.inet_aton("0.0.0.63"))
 _V4_MAPPED_WORD = u32_of(b"\0\0\xff\xff")
 _V6_LOOPBACK_WORD = u32_of(b"\0\0\0\x01")
 STUB_RESOLVER = "127.0.0.53"
@@ -93,11 +102,12 @@ def address(network_id, offset):
     return str(ipaddress.IPv4Address(int(LOOPBACK) + network_id + offset))
 
 
-def _rules(attach, target, guard_base):
+def _rules(attach, target, guard_base, alias_bases=()):
     """Instructions of one program.
 
     ``target``: the address binds of 0.0.0.0/127.0.0.1 (and connects to localhost) become.
     ``guard_base``: when set, refuse loopback addresses outside the /26 at this base.
+    ``alias_bases``: /26 bases whose addresses become the same offset in ``guard_base``'s /26.
     Registers: w2 = the IPv4 address in question, r1 = context (never clobbered).
     """
     family6 = attach.endswith("6")
@@ -133,6 +143,14 @@ def _rules(attach, target, guard_base):
               (MOV32_K, 2, 0, 0, target_word),
               (STX_W, 1, 2, word, 0),
               ("label", "guard")]
+    own_base = u32_of(socket.inet_aton(guard_base)) if guard_base is not None else None
+    for index, alias in enumerate(alias_bases):
+        skip = "not_alias%d" % index
+        items += [(MOV32_X, 3, 2, 0, 0), (AND32_K, 3, 0, 0, _MASK26),
+                  (JNE32_K, 3, 0, skip, u32_of(socket.inet_aton(alias))),
+                  (AND32_K, 2, 0, 0, _HOST_BITS26), (OR32_K, 2, 0, 0, own_base),   # same offset, own /26
+                  (STX_W, 1, 2, word, 0),
+                  ("label", skip)]
     if guard_base is not None:
         if not attach.startswith("bind"):
             # The host's stub resolver (systemd-resolved), port 53 only: containers share the
@@ -150,10 +168,16 @@ def _rules(attach, target, guard_base):
     return items
 
 
-def repository_programs(network_id):
-    base = subnet(network_id).split("/", maxsplit=1)[0]
+def _base(network_id):
+    return subnet(network_id).split("/", maxsplit=1)[0]
+
+
+def repository_programs(network_id, aliases=()):
+    """The guard of the repository's slice; ``aliases``: networkIds whose addresses mean its own."""
     own = address(network_id, REPOSITORY_ADDRESS_OFFSET)
-    return [_bpf.Program("%sr%d_%s" % (NAME_PREFIX, network_id, a[:1] + a[-1]), a, _rules(a, own, base))
+    alias_bases = [_base(a) for a in sorted(set(aliases)) if a != network_id]
+    return [_bpf.Program("%sr%d_%s" % (NAME_PREFIX, network_id, a[:1] + a[-1]), a,
+                         _rules(a, own, _base(network_id), alias_bases))
             for a in ATTACH_POINTS]
 
 
@@ -294,19 +318,22 @@ def converge_network(runner, name, *, state, state_dir=_state.DEFAULT_STATE_DIR,
         raise InvalidInput("state must be present or absent, got %r" % (state,))
     record = _state.ready_record(state_dir, name)
     network_id = record["network_id"]
+    aliases = record.get("address_aliases") or []
     bpf = bpf or _bpf.Bpf()
     repo_slice = repository_slice(network_id)
     cgroup = CgroupPrograms(bpf, slice_cgroup(repo_slice))
     observed = cgroup.observe()
     actions = []
     if state == "present":
-        programs = repository_programs(network_id)
+        programs = repository_programs(network_id, aliases)
         if observed is None:
             actions.append(Action("start-slice", "start %s" % repo_slice, lambda: _start_slice(runner, repo_slice)))
         # Loading the programs to learn their tags is only needed when some are attached already.
         if observed is None or not in_sync(observed, cgroup.wanted_tags(programs)):
-            actions.append(Action("attach", "attach the guard programs of %s to %s" % (subnet(network_id), repo_slice),
-                                  lambda: cgroup.converge(programs)))
+            actions.append(Action("attach", "attach the guard programs of %s to %s%s" % (
+                subnet(network_id), repo_slice,
+                " (addresses of %s mean its own)" % ", ".join(subnet(a) for a in aliases) if aliases else ""),
+                lambda: cgroup.converge(programs)))
     else:
         actions += [Action(*step) for step in removal_steps(runner, network_id, bpf)]
     reports = apply_plan(actions, check_mode)
@@ -324,9 +351,10 @@ def _ensure_slice_programs(runner, unit, programs, bpf):
     return cgroup.converge(programs) or changed
 
 
-def ensure_guard(runner, network_id, bpf=None):
+def ensure_guard(runner, network_id, aliases=(), bpf=None):
     """The repository's slice with its guard programs; True when something changed."""
-    return _ensure_slice_programs(runner, repository_slice(network_id), repository_programs(network_id), bpf)
+    return _ensure_slice_programs(runner, repository_slice(network_id), repository_programs(network_id, aliases),
+                                  bpf)
 
 
 def converge_service(runner, network_id, slot, bpf=None):

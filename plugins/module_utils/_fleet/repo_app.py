@@ -138,11 +138,11 @@ class _Lifecycle:
         if inherited:
             self.add("remove-inherited", "remove %d container(s) of another networkId (inherited from the "
                      "parent): %s" % (len(inherited), ", ".join(inherited)))
-        restoring = _checkpoint.pending(repo.mount)
+        restoring = _checkpoint.pending(repo.mount, self.record)
         if restoring and skip_checkpoint:
             self.add("checkpoint:skip", "start fresh, without checkpoint %s" % restoring)
             if not check_mode:
-                _checkpoint.clear_pending(repo.mount)
+                _checkpoint.clear_pending(repo.mount, layout.state_dir, name)
             restoring = None
         environ = self.environ
         if restoring:
@@ -153,7 +153,8 @@ class _Lifecycle:
             self.add("up", "run up() of %d Rediaccfile(s)" % len(_project.rediaccfiles(repo.mount)))
         if restoring and not check_mode:
             self.restored = _checkpoint.restored_outcome(repo.mount, restoring)
-            _checkpoint.clear_pending(repo.mount)  # restored or started fresh: never restored twice
+            # Restored or started fresh: never restored twice.
+            _checkpoint.clear_pending(repo.mount, layout.state_dir, name)
 
     def down(self, unmount, checkpoint=False):
         if os.path.ismount(self.repo.mount):

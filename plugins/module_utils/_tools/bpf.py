@@ -47,6 +47,7 @@ MOV64_K = 0xb7      # dst = imm (64-bit)
 MOV32_K = 0xb4      # wdst = imm (zero-extended)
 MOV32_X = 0xbc      # wdst = wsrc
 AND32_K = 0x54      # wdst &= imm
+OR32_K = 0x44       # wdst |= imm
 JEQ32_K = 0x16      # if wdst == imm goto +off
 JNE32_K = 0x56      # if wdst != imm goto +off
 JA = 0x05           # goto +off

@@ -10,6 +10,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import 
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import criu_checkpoint as _checkpoint
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import project as _project
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import checkpoint as _rules
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import compose as _compose
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import isolation as _isolation
@@ -257,3 +258,68 @@ def test_restore_on_up_only_reads_checkpoints_of_this_repository(tmp_path):
                   own + "/../../../etc", str(tmp_path / ".rediacc/checkpoint/.partial-x")):
         with pytest.raises(InvalidInput, match="is not a checkpoint of repository ticker"):
             _checkpoint.restore_directory(repo, {_checkpoint.RESTORE_ENV: other})
+
+
+def test_a_fork_s_restore_of_its_parent_s_checkpoint_restores_connections_closed(ticker, fake_runner, monkeypatch):
+    """A checkpoint taken in another networkId (the parent's) is restored with tcp-close; one of its own not."""
+    directory = os.path.join(ticker.mount, ".rediacc/checkpoint/fork-try")
+    os.makedirs(os.path.join(directory, "counter-counter-1"))
+    seen = []
+    monkeypatch.setattr(_checkpoint._docker, "start_from_checkpoint", lambda runner, host, container_id, checkpoint_id:
+                        seen.append(open(_compose.criu_config(NETWORK_ID)).read().splitlines()[-1]))
+    fake_runner.answer_api(SOCKET, "GET", "/containers/%s/json" % COUNTER, {"Id": COUNTER, "State": {},
+                                                                            "HostConfig": {"CgroupParent":
+                                                                                           "rediacc-2880-s1.slice"}})
+    for taken_in in (2816, NETWORK_ID):
+        with open(os.path.join(directory, "manifest.json"), "w") as handle:
+            json.dump({"name": "fork-try", "network_id": taken_in, "containers": []}, handle)
+        _checkpoint.restore_containers(fake_runner, ticker, directory, [{"id": COUNTER,
+                                                                         "container": "counter-counter-1"}])
+    assert seen[0] == "tcp-close" and seen[1].startswith("cgroup-root ")
+
+
+def test_a_fork_s_record_names_the_checkpoint_its_first_up_restores(tmp_path):
+    state_dir = tmp_path / "state"
+    record = {"name": "ticker:try", "guid": "g", "network_id": NETWORK_ID, "status": "ready",
+              _checkpoint.RECORD_PENDING: "fork-try"}
+    with _state.HostState(str(state_dir)) as host:
+        host.put(record)
+    mount = tmp_path / "mount"
+    assert _checkpoint.pending(str(mount), record) is None  # named, but not in the volume: nothing to restore
+    os.makedirs(mount / ".rediacc/checkpoint/fork-try")
+    (mount / ".rediacc/checkpoint/fork-try/manifest.json").write_text(json.dumps({"name": "fork-try"}))
+    assert _checkpoint.pending(str(mount), record) == "fork-try"
+    assert _checkpoint.pending(str(mount)) is None  # the volume alone (the parent's view) names nothing
+    _checkpoint.clear_pending(str(mount), str(state_dir), "ticker:try")
+    assert _checkpoint.RECORD_PENDING not in _state.HostState(str(state_dir)).get("ticker:try")
+
+
+def test_the_watchdog_leaves_a_service_alone_while_repo_up_restores_it(ticker, fake_runner, monkeypatch):
+    """Held as stopped on purpose during its restore (a failed attempt leaves it exited), not after."""
+    listed = json.loads(fixture_text("docker_api_containers_counter.json"))
+    for item in listed:
+        item["Labels"]["com.docker.compose.project.working_dir"] = os.path.join(ticker.mount, "counter")
+        item["State"] = "created" if item["Labels"]["com.docker.compose.service"] == "counter" else "running"
+    fake_runner.answers.clear()
+    fake_runner.answer_api(SOCKET, "GET", "/containers/json?all=1", listed)
+    directory = os.path.join(ticker.mount, ".rediacc/checkpoint/repo-down")
+    os.makedirs(directory)
+    with open(os.path.join(directory, "manifest.json"), "w") as handle:
+        json.dump({"name": "repo-down", "network_id": NETWORK_ID, "containers": [{
+            "container": "counter-counter-1", "service": "counter", "project_dir": "counter",
+            "depends_on": ["db"]}]}, handle)
+    held = []
+
+    def restore(runner, repo, where, entries, log=None):
+        held.append(_project.load_project_state(os.path.join(ticker.mount, "counter"))["stopped"])
+        return {"counter-counter-1": {"restored": True, "error": None, "started_at": "t"}}
+
+    monkeypatch.setattr(_checkpoint, "restore_containers", restore)
+    composed = []
+    model = {"services": {"counter": {"depends_on": {"db": {}}}, "db": {}}}
+    outcome = _checkpoint.restore_during_up(fake_runner, ticker, directory,
+                                            (os.path.join(ticker.mount, "counter"), model, ["up", "-d"]),
+                                            lambda args: composed.append(args) or 0)
+    assert composed == [["up", "--no-start"], ["up", "-d", "--wait", "db"]]
+    assert held == [["counter"]] and outcome["counter-counter-1"]["restored"]
+    assert _project.load_project_state(os.path.join(ticker.mount, "counter"))["stopped"] == []

@@ -47,6 +47,8 @@ def run(program, family, ip, port=8080):  # noqa: PLR0912 - an interpreter is on
             regs[dst] = regs[src] & 0xFFFFFFFF
         elif op == _bpf.AND32_K:
             regs[dst] = regs[dst] & uimm
+        elif op == _bpf.OR32_K:
+            regs[dst] = (regs[dst] | uimm) & 0xFFFFFFFF
         elif op == _bpf.JEQ32_K:
             pc += off if (regs[dst] & 0xFFFFFFFF) == uimm else 0
         elif op == _bpf.JNE32_K:
@@ -147,6 +149,36 @@ def test_chain_service_then_repository_as_the_kernel_runs_them():
     assert run(REPO["bind4"], 4, after) == (1, "127.0.24.195")
     _verdict, after = run(SERVICE["connect4"], 4, "127.0.0.1")
     assert run(REPO["connect4"], 4, after) == (1, "127.0.24.195")
+
+
+# A fork (networkId 6400, 127.0.25.0/26) that restored processes of its parent (6336, 127.0.24.192/26).
+FORK = {p.attach: p for p in _loopback_net.repository_programs(6400, aliases=[6336])}
+
+
+@pytest.mark.parametrize("attach", ["bind4", "connect4", "sendmsg4"])
+def test_a_fork_s_alias_turns_the_parent_s_address_into_its_own(attach):
+    assert run(FORK[attach], 4, "127.0.24.195") == (1, "127.0.25.3")
+    assert run(FORK[attach], 4, "127.0.24.255") == (1, "127.0.25.63")
+    assert run(FORK[attach], 4, "127.0.25.3") == (1, "127.0.25.3")
+
+
+@pytest.mark.parametrize("attach", ["bind6", "connect6", "sendmsg6"])
+def test_a_fork_s_alias_covers_v4_mapped_addresses(attach):
+    assert run(FORK[attach], 6, "::ffff:127.0.24.195") == (1, "::ffff:127.0.25.3")
+
+
+@pytest.mark.parametrize("attach", ["bind4", "connect4"])
+def test_an_alias_never_opens_a_third_repository(attach):
+    # Neither the parent's neighbour nor the addresses just outside the parent's /26.
+    for ip in ("127.0.24.191", "127.0.25.64", "127.0.26.3"):
+        assert run(FORK[attach], 4, ip) == (0, ip)
+    assert _loopback_net.repository_programs(6400, aliases=[6400])[0].bytecode == \
+        _loopback_net.repository_programs(6400)[0].bytecode
+
+
+def test_without_an_alias_the_parent_s_address_is_refused():
+    plain = {p.attach: p for p in _loopback_net.repository_programs(6400)}
+    assert run(plain["bind4"], 4, "127.0.24.195") == (0, "127.0.24.195")
 
 
 def test_program_names_fit_the_kernel_limit_for_the_largest_ids():
