@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 
 def read_text(path):
@@ -18,15 +19,27 @@ def read_text(path):
 
 
 def write_atomic(path, content, mode=0o644):
-    """Replace ``path`` in one step, so a crash never leaves half a file; creates its directory."""
-    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    temporary = path + ".lockbox-tmp"
-    with open(temporary, "w") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(temporary, mode)
-    os.replace(temporary, path)
+    """Replace ``path`` in one step, so a crash never leaves half a file; creates its directory.
+
+    The temporary file has a name of its own: two writers of the same file (a module and the
+    watchdog syncing routes) never rename each other's file away.
+    """
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".%s." % os.path.basename(path), suffix=".lockbox-tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 def write_if_changed(path, content, mode=0o644):

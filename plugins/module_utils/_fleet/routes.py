@@ -12,6 +12,8 @@ list; the watchdog and ``repo up`` keep both in step with the running repositori
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -181,6 +183,22 @@ def sync(runner, state_dir=_state.DEFAULT_STATE_DIR, settings=None, check_mode=F
     if not settings:
         return False, {"routes": [], "forwards": [], "conflicts": []}
     check_router_settings(settings.get("machine"), settings.get("base_domain"))
+    if check_mode:
+        return _sync(runner, state_dir, settings, check_mode=True)
+    with _one_writer(state_dir):
+        return _sync(runner, state_dir, settings)
+
+
+@contextlib.contextmanager
+def _one_writer(state_dir):
+    """One route sync at a time on a host (a module and the watchdog): the table written is the newest."""
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    with open(os.path.join(state_dir, ".routes.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _sync(runner, state_dir, settings, check_mode=False):
     routes, forwards, conflicts = route_table(runner, state_dir, settings["machine"], settings["base_domain"])
     caddy_path = settings.get("caddy_routes") or DEFAULT_CADDY_ROUTES
     traefik_path = settings.get("traefik_routes")

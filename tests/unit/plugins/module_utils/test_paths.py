@@ -1,4 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
+import os
+
 import pytest
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput
@@ -31,3 +33,21 @@ def test_system_trees_allowed_when_asked():
 
 def test_similar_prefix_is_not_a_system_tree():
     assert check_absolute_path("/processing", "path") == "/processing"
+
+
+def test_two_writers_of_one_file_never_rename_each_other_s_temporary_away(tmp_path, monkeypatch):
+    """The watchdog and a module both write the route file: a write that starts while another is half done."""
+    from ansible_collections.lockbox.fleet.plugins.module_utils._core import files as _files
+    target = str(tmp_path / "routes.caddy")
+    real_fsync, nested = os.fsync, []
+
+    def fsync_with_a_second_writer(fd):
+        real_fsync(fd)
+        if not nested:
+            nested.append(True)
+            _files.write_atomic(target, "second\n")
+
+    monkeypatch.setattr(os, "fsync", fsync_with_a_second_writer)
+    _files.write_atomic(target, "first\n", mode=0o600)
+    assert open(target).read() == "first\n" and os.stat(target).st_mode & 0o777 == 0o600
+    assert os.listdir(str(tmp_path)) == ["routes.caddy"]  # no temporary left behind
