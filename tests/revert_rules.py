@@ -66,8 +66,8 @@ REVERTS = [
      '                                      **{CRIU_CONFIG_ANNOTATION: criu_config(network_id)})',
      '                                      **{})'),
     ("restore-only CRIU options never reach a dump", M + "_fleet/criu_checkpoint.py",
-     '        if restoring:\n            options += ["mntns-compat-mode"]',
-     '        if True:\n            options += ["mntns-compat-mode"]'),
+     '            write("dump", options)\n            yield\n            return',
+     '            write("dump", options + ["mntns-compat-mode"])\n            yield\n            return'),
     ("a restore puts the processes into the new container's cgroup", M + "_fleet/criu_checkpoint.py",
      '        with criu_mode(repo, restoring=True, cgroup=cgroup, foreign=',
      '        with criu_mode(repo, restoring=True, cgroup=None, foreign='),
@@ -99,6 +99,8 @@ REVERTS = [
      'suffix=".lockbox-tmp")',
      '    temporary = path + ".lockbox-tmp"\n'
      '    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)'),
+    ("after a restore the CRIU config is a dump's again", M + "_fleet/criu_checkpoint.py",
+     '            write("dump", options)\n\n\ndef root_of', '            pass\n\n\ndef root_of'),
     ("unknown repository on opened/closed", M + "_fleet/luks_repo.py",
      '        elif record is None and wanted_size is None and state in ("opened", "closed"):', '        elif False:'),
 ]

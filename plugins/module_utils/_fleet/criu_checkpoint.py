@@ -78,12 +78,21 @@ def criu_mode(repo, restoring, machine_config=MACHINE_CRIU_CONFIG, cgroup=None, 
         options = [line.strip() for line in (read_text(machine_config) or "").splitlines()
                    if line.strip() and not line.lstrip().startswith("#")
                    and line.split()[0] not in RESTORE_ONLY]
-        if restoring:
-            options += ["mntns-compat-mode"] + (["cgroup-root %s" % cgroup] if cgroup else []) + \
-                (["tcp-close"] if foreign else [])
-        write_atomic(path, "# Written by lockbox.fleet before each %s (see criu_checkpoint.py).\n%s\n"
-                     % ("restore" if restoring else "dump", "\n".join(options)), mode=0o600)
-        yield
+        def write(what, lines):
+            write_atomic(path, "# Written by lockbox.fleet for a %s (see criu_checkpoint.py).\n%s\n"
+                         % (what, "\n".join(lines)), mode=0o600)
+        if not restoring:
+            write("dump", options)
+            yield
+            return
+        write("restore", options + ["mntns-compat-mode"] + (["cgroup-root %s" % cgroup] if cgroup else []) +
+              (["tcp-close"] if foreign else []))
+        try:
+            yield
+        finally:
+            # Left as a dump's: any later dump (lockbox's, or docker checkpoint create by hand)
+            # would otherwise meet restore-only options, which CRIU refuses on a dump.
+            write("dump", options)
 
 
 def root_of(mount):

@@ -87,6 +87,8 @@ def test_the_criu_config_adds_restore_only_options_for_a_restore_and_never_for_a
         into = (tmp_path / "criu" / "2880.conf").read_text().splitlines()[1:]
     assert restore == ["tcp-established", "mntns-compat-mode"]
     assert into == ["tcp-established", "mntns-compat-mode", "cgroup-root /a.slice/docker-1.scope"]
+    # After a restore the file is a dump's again: docker checkpoint create by hand must work.
+    assert (tmp_path / "criu" / "2880.conf").read_text().splitlines()[1:] == ["tcp-established"]
 
 
 def test_the_repository_daemon_runs_criu_without_hardware_breakpoints_and_unpacks_dumps_in_the_volume():
