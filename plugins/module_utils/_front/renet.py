@@ -23,6 +23,7 @@ import json
 import os
 import sys
 
+from ansible_collections.lockbox.fleet.plugins.module_utils._core import procfs as _procfs
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput, LockboxError
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.runner import Runner
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import criu_checkpoint as _criu_checkpoint
@@ -32,6 +33,10 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import reposi
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import routes as _routes
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import watchdog as _watchdog
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules import agents as _agents
+
+# renet compose subcommands that change nothing and run nothing in a container.
+READ_ONLY_COMPOSE = frozenset(("ps", "logs", "config", "ls", "images", "top", "port", "version", "events"))
 
 
 def _say(text, stream=None):
@@ -129,11 +134,49 @@ def _checkpoint_command(runner, layout, options):
     return 0
 
 
+def _operation(layout, options, environ):
+    """(repository, what is asked) of a mutating or shell command, or (None, None) for the others."""
+    if options.command in ("up", "down"):
+        return options.name, "renet %s" % options.command
+    if options.command == "checkpoint" and options.verb != "list":
+        return options.name, "renet checkpoint %s" % options.verb
+    if options.command == "compose":
+        args = options.args[1:] if options.args[:1] == ["--"] else options.args
+        command = _project.split_compose_args(args)[1]
+        if command and command[0] in READ_ONLY_COMPOSE:
+            return None, None
+        repo = _project.repository_for(layout, environ, os.getcwd())
+        return repo.name, "renet compose %s" % (command[0] if command else "")
+    return None, None
+
+
+def guard_agents(layout, options, environ, ancestry=None):
+    """Agents work on forks: refuse an agent's mutating or shell command on a grand repository (rules/agents)."""
+    name, operation = _operation(layout, options, environ)
+    if name is None:
+        return
+    record = _state.HostState(layout.state_dir).get(name)
+    if record is None:
+        return  # the command itself says the repository is unknown
+    ancestry = _procfs.ancestors() if ancestry is None else ancestry
+    try:
+        _agents.check(name, bool(record.get("is_fork")), environ, ancestry, operation)
+    except _agents.AgentRefused:
+        import syslog
+        syslog.openlog("renet")
+        syslog.syslog(syslog.LOG_WARNING, json.dumps({
+            "event": "agent-refused", "repository": name, "operation": operation, "uid": os.getuid(),
+            "marker": next(filter(None, [_agents.marker_of(environ)] + [_agents.marker_of(e) for _p, e in ancestry]),
+                           None)}, sort_keys=True))
+        raise
+
+
 def main(argv=None):
     options = _parser().parse_args(argv)
     layout = _repository.Layout(options.datastore)
     runner = Runner()
     try:
+        guard_agents(layout, options, dict(os.environ))
         if options.command == "compose":
             args = options.args[1:] if options.args[:1] == ["--"] else options.args
             return _project.compose(runner, layout, args, dict(os.environ), os.getcwd(), unsafe=options.unsafe)
