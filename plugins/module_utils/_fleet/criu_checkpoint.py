@@ -78,6 +78,7 @@ def criu_mode(repo, restoring, machine_config=MACHINE_CRIU_CONFIG, cgroup=None, 
         options = [line.strip() for line in (read_text(machine_config) or "").splitlines()
                    if line.strip() and not line.lstrip().startswith("#")
                    and line.split()[0] not in RESTORE_ONLY]
+
         def write(what, lines):
             write_atomic(path, "# Written by lockbox.fleet for a %s (see criu_checkpoint.py).\n%s\n"
                          % (what, "\n".join(lines)), mode=0o600)
