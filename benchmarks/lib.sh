@@ -68,9 +68,10 @@ bench_run() {  # bench_run NAME: runs /opt/lockbox/NAME/bench.py in the guest, s
       *) break ;;
     esac
   done
-  bench_ssh 'cat /opt/lockbox/bench.json' | tee "$out"
   case "$state" in
-    *success*) echo "saved $out (${LOCKBOX_ACCEL:-tcg} guest: compare ours/floor, not absolute times)" ;;
-    *) echo "benchmark failed in the guest ($state)" >&2; return 1 ;;
+    *success*)
+      bench_ssh 'cat /opt/lockbox/bench.json' | tee "$out"
+      echo "saved $out (${LOCKBOX_ACCEL:-tcg} guest: compare ours/floor, not absolute times)" ;;
+    *) echo "benchmark failed in the guest ($state): nothing saved" >&2; return 1 ;;
   esac
 }
