@@ -44,6 +44,7 @@ def fork_repo(runner, layout, parent_name, tag, *, opened=True, key=None, force=
         if not parent_seen.subvolume:
             raise LockboxError("the subvolume of %s is missing (%s)" % (parent_name, layout.subvolume(parent["guid"])))
         op = _repository.Operation(layout, runner, host, check_mode)
+        warnings = []
         if existing and existing["status"] == _state.READY and existing.get("parent_guid") == parent["guid"] \
                 and not force:
             # The fork exists: converge its open/closed state only.
