@@ -130,6 +130,9 @@ class _Lifecycle:
                                                             state_dir=layout.state_dir, check_mode=check_mode))
         if check_mode and not os.path.ismount(repo.mount):
             self.add("daemon:start", "start the repository's dockerd")
+            if self.record.get(_checkpoint.RECORD_PENDING):  # a fork with checkpoint, never up yet
+                self.add("checkpoint:restore", "restore checkpoint %s into its services"
+                         % self.record[_checkpoint.RECORD_PENDING])
             self.add("up", "run up() of every Rediaccfile")
             return
         self.note("daemon", _repo_daemon.converge_daemon(runner, layout, name, state="started", check_mode=check_mode))
