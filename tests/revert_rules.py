@@ -109,6 +109,8 @@ REVERTS = [
      '    if complete and repo_name in allowed_names(chain[0].get(OVERRIDE)):'),
     ("an unreadable ancestry honours no override", M + "_rules/agents.py",
      '    complete = all(env is not None for env in chain)', '    complete = True'),
+    ("containerd's copies of our dumps are removed", M + "_fleet/criu_checkpoint.py",
+     '        for name in sorted(copies() - before):', '        for name in []:'),
     ("unknown repository on opened/closed", M + "_fleet/luks_repo.py",
      '        elif record is None and wanted_size is None and state in ("opened", "closed"):', '        elif False:'),
 ]

@@ -82,18 +82,40 @@ def criu_mode(repo, restoring, machine_config=MACHINE_CRIU_CONFIG, cgroup=None, 
         def write(what, lines):
             write_atomic(path, "# Written by lockbox.fleet for a %s (see criu_checkpoint.py).\n%s\n"
                          % (what, "\n".join(lines)), mode=0o600)
-        if not restoring:
-            write("dump", options)
-            yield
-            return
-        write("restore", options + ["mntns-compat-mode"] + (["cgroup-root %s" % cgroup] if cgroup else []) +
-              (["tcp-close"] if foreign else []))
+        with _no_copies_left(_repo_daemon.temporary_dir(repo.mount)):
+            if not restoring:
+                write("dump", options)
+                yield
+                return
+            write("restore", options + ["mntns-compat-mode"] + (["cgroup-root %s" % cgroup] if cgroup else []) +
+                  (["tcp-close"] if foreign else []))
+            try:
+                yield
+            finally:
+                # Left as a dump's: any later dump (lockbox's, or docker checkpoint create by hand)
+                # would otherwise meet restore-only options, which CRIU refuses on a dump.
+                write("dump", options)
+
+
+# containerd copies a checkpoint's images through a temporary directory of the daemon's TMPDIR
+# (inside the volume) and leaves it there: one dump's size per checkpoint or restore, measured
+# by benchmarks/checkpoint. The copies that appeared during our own step are removed after it.
+CONTAINERD_COPY = "ctrd-checkpoint"
+
+
+@contextlib.contextmanager
+def _no_copies_left(temporary):
+    def copies():
         try:
-            yield
-        finally:
-            # Left as a dump's: any later dump (lockbox's, or docker checkpoint create by hand)
-            # would otherwise meet restore-only options, which CRIU refuses on a dump.
-            write("dump", options)
+            return {n for n in os.listdir(temporary) if n.startswith(CONTAINERD_COPY)}
+        except FileNotFoundError:
+            return set()
+    before = copies()
+    try:
+        yield
+    finally:
+        for name in sorted(copies() - before):
+            shutil.rmtree(os.path.join(temporary, name), ignore_errors=True)
 
 
 def root_of(mount):

@@ -325,3 +325,15 @@ def test_the_watchdog_leaves_a_service_alone_while_repo_up_restores_it(ticker, f
     assert composed == [["up", "--no-start"], ["up", "-d", "--wait", "db"]]
     assert held == [["counter"]] and outcome["counter-counter-1"]["restored"]
     assert _project.load_project_state(os.path.join(ticker.mount, "counter"))["stopped"] == []
+
+
+def test_containerd_s_copies_from_our_step_are_removed_and_older_ones_left(tmp_path, monkeypatch):
+    monkeypatch.setattr(_compose, "criu_config", lambda network_id: str(tmp_path / "criu" / "x.conf"))
+    repo = _project.Repository("ticker", "g", NETWORK_ID, str(tmp_path))
+    temporary = tmp_path / ".rediacc" / "tmp"
+    (temporary / "ctrd-checkpoint111").mkdir(parents=True)  # not ours: there before
+    with _checkpoint.criu_mode(repo, restoring=True, machine_config=str(tmp_path / "none")):
+        (temporary / "ctrd-checkpoint222").mkdir()
+        (temporary / "ctrd-checkpoint222" / "pages-1.img").write_bytes(b"p")
+        (temporary / "other").mkdir()
+    assert sorted(os.listdir(temporary)) == ["ctrd-checkpoint111", "other"]
