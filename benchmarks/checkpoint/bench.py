@@ -121,6 +121,7 @@ def setup():
 def one_round(round_, ops, bare):
     ours_name, floor_name = "b%d" % round_, "fl%d" % round_
     first = ("ours", "floor") if round_ % 2 == 0 else ("floor", "ours")
+    resident = resident_bytes()  # of the process tree that is dumped now (it changes between rounds)
     for who in first:
         if who == "ours":
             ops["checkpoint"]["ours_all"].append(timed(ours_checkpoint, ours_name)[0])
@@ -143,7 +144,7 @@ def one_round(round_, ops, bare):
         % (round_, ops["checkpoint"]["ours_all"][-1], ops["checkpoint"]["floor_all"][-1],
            ops["restore_to_answer"]["ours_all"][-1], ops["restore_to_answer"]["floor_all"][-1],
            ops["restore_vs_cold_start"]["floor_all"][-1], size, left))
-    return size
+    return size, resident
 
 
 def pages_read_ms():
@@ -179,13 +180,14 @@ def main():
            for name in ("checkpoint", "restore_to_answer", "restore_vs_cold_start")}
     bare = Bare()
     cold_start(bare)  # warm once before measuring
-    resident = resident_bytes()
-    sizes = [one_round(round_, ops, bare) for round_ in range(ROUNDS)]
+    measured = [one_round(round_, ops, bare) for round_ in range(ROUNDS)]
+    sizes = [size for size, _resident in measured]
+    ratios = sorted(size / resident for size, resident in measured)
     read_ms = pages_read_ms()
     count_each(ops)
     ops["checkpoint"]["floor_steps"] = ops["restore_to_answer"]["floor_steps"] = bare.steps
-    report(ops, {"rounds": ROUNDS, "resident_bytes": resident, "checkpoint_bytes": sorted(sizes),
-                 "checkpoint_to_resident": round(sorted(sizes)[len(sizes) // 2] / resident, 3),
+    report(ops, {"rounds": ROUNDS, "resident_bytes": [resident for _size, resident in measured],
+                 "checkpoint_bytes": sizes, "checkpoint_to_resident": round(ratios[len(ratios) // 2], 3),
                  "warm_bytes": 268435456, "pages_read_ms": read_ms,
                  "note": "restore_vs_cold_start: floor_ms is the cold start (warm-up again); pages_read_ms: "
                          "reading one dump's memory pages from the encrypted volume, caches dropped"})
