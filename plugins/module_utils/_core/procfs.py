@@ -11,12 +11,19 @@ PROC = "/proc"
 MAX_DEPTH = 256  # a loop in a damaged or hostile /proc never hangs the caller
 
 
+def _read(proc, pid, name):
+    """The bytes of /proc/<pid>/<name>, or None when the process is gone or the file unreadable."""
+    try:
+        with open(os.path.join(proc, str(pid), name), "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
 def parent_of(pid, proc=PROC):
     """The parent's pid (0 at the top), or None when the process is gone or unreadable."""
-    try:
-        with open(os.path.join(proc, str(pid), "stat"), "rb") as handle:
-            stat = handle.read()
-    except OSError:
+    stat = _read(proc, pid, "stat")
+    if stat is None:
         return None
     # The command name is in parentheses and may itself hold ')' or spaces: fields follow the last ')'.
     fields = stat[stat.rfind(b")") + 2:].split()
@@ -28,10 +35,8 @@ def parent_of(pid, proc=PROC):
 
 def environ_of(pid, proc=PROC):
     """The environment the process was started with, or None when it cannot be read."""
-    try:
-        with open(os.path.join(proc, str(pid), "environ"), "rb") as handle:
-            raw = handle.read()
-    except OSError:
+    raw = _read(proc, pid, "environ")
+    if raw is None:
         return None
     found = {}
     for item in raw.split(b"\0"):

@@ -310,8 +310,10 @@ def _link_tree(source, target):
                 shutil.copy2(os.path.join(directory, name), os.path.join(where, name))
 
 
-def _start_from(runner, repo, entry, directory):
+def _start_from(runner, repo, entry, directory, foreign=False):
     """Start container ``entry["id"]`` from the images of ``entry["container"]`` in checkpoint ``directory``.
+
+    ``foreign``: the checkpoint was taken in another repository (see criu_mode).
 
     dockerd restores only from the container's own checkpoint directory, so the images are
     linked there (inside the encrypted volume too) for the start, and the links removed after.
@@ -336,9 +338,8 @@ def _start_from(runner, repo, entry, directory):
     staged = os.path.join(_repo_daemon.data_root(repo.mount), "containers", full_id, "checkpoints", STAGED)
     shutil.rmtree(staged, ignore_errors=True)
     _link_tree(source, staged)
-    taken_in = (_read_json(os.path.join(directory, MANIFEST)) or {}).get("network_id", repo.network_id)
     try:
-        with criu_mode(repo, restoring=True, cgroup=cgroup, foreign=taken_in != repo.network_id):
+        with criu_mode(repo, restoring=True, cgroup=cgroup, foreign=foreign):
             for attempt in range(1, RESTORE_ATTEMPTS + 1):
                 try:
                     _docker.start_from_checkpoint(runner, _repo_daemon.docker_host(repo.network_id), full_id,
@@ -426,11 +427,12 @@ def restore_containers(runner, repo, directory, entries, log=None):
     checkpoint (RESTORED) so a repeated restore of the same state changes nothing.
     """
     host = _repo_daemon.docker_host(repo.network_id)
+    taken_in = (_read_json(os.path.join(directory, MANIFEST)) or {}).get("network_id", repo.network_id)
     outcome = {}
     for entry in entries:
         error = None
         try:
-            _start_from(runner, repo, entry, directory)
+            _start_from(runner, repo, entry, directory, foreign=taken_in != repo.network_id)
         except LockboxError as exc:
             error = exc.msg
             if log:

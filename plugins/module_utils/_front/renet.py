@@ -161,13 +161,12 @@ def guard_agents(layout, options, environ, ancestry=None):
     ancestry = _procfs.ancestors() if ancestry is None else ancestry
     try:
         _agents.check(name, bool(record.get("is_fork")), environ, ancestry, operation)
-    except _agents.AgentRefused:
+    except _agents.AgentRefused as refused:
         import syslog
         syslog.openlog("renet")
         syslog.syslog(syslog.LOG_WARNING, json.dumps({
             "event": "agent-refused", "repository": name, "operation": operation, "uid": os.getuid(),
-            "marker": next(filter(None, [_agents.marker_of(environ)] + [_agents.marker_of(e) for _p, e in ancestry]),
-                           None)}, sort_keys=True))
+            "marker": refused.marker}, sort_keys=True))
         raise
 
 

@@ -26,20 +26,16 @@ OVERRIDE = "REDIACC_ALLOW_GRAND_REPO"
 
 
 class AgentRefused(LockboxError):
-    """An agent asked for an operation on a grand repository."""
+    """An agent asked for an operation on a grand repository; ``marker`` is the one that gave it away."""
+
+    def __init__(self, msg, marker):
+        super().__init__(msg)
+        self.marker = marker
 
 
 def marker_of(environ):
     """The first agent marker set (non-empty) in ``environ``, or None."""
     return next((m for m in MARKERS if (environ or {}).get(m)), None)
-
-
-def agent_root(environ, ancestry):
-    """(index of the topmost agent process in [self] + ancestry, or None; whether the ancestry was read to its top)."""
-    chain = [environ] + [env for _pid, env in ancestry]
-    complete = all(env is not None for env in chain)
-    marked = [i for i, env in enumerate(chain) if env is not None and marker_of(env)]
-    return (marked[-1] if marked else None), complete
 
 
 def allowed_names(value):
@@ -48,19 +44,22 @@ def allowed_names(value):
 
 def check(repo_name, is_fork, environ, ancestry, operation):
     """Raise AgentRefused when an agent may not do ``operation`` on repository ``repo_name``."""
-    root, complete = agent_root(environ, ancestry)
-    if root is None or is_fork:
+    chain = [environ] + [env for _pid, env in ancestry]  # ourselves, then our parent, up to the top
+    marked = [i for i, env in enumerate(chain) if env is not None and marker_of(env)]
+    if not marked or is_fork:
         return
-    chain = [environ] + [env for _pid, env in ancestry]
+    root = marked[-1]  # the topmost agent process
+    complete = all(env is not None for env in chain)
+    marker = marker_of(chain[root])
     grand = "%r is a grand (production) repository." % repo_name
     if complete and repo_name in allowed_names(chain[root].get(OVERRIDE)):
         return
     introduced = any(repo_name in allowed_names((env or {}).get(OVERRIDE)) for env in chain[:root + 1])
     if introduced and complete:
         raise AgentRefused("%s Agent-initiated overrides are not accepted. Do not attempt to set %s. Only the user "
-                           "can authorize this before the agent starts." % (grand, OVERRIDE))
+                           "can authorize this before the agent starts." % (grand, OVERRIDE), marker)
     unverified = "" if complete else (" (the process ancestry could not be read to its top, so %s cannot be "
                                       "verified and is not honoured)" % OVERRIDE)
     raise AgentRefused("%s Agents cannot modify grand repositories directly (refused: %s)%s. Grand repositories "
                        "contain production data. Use a fork instead. Forks are safe, isolated sandbox copies."
-                       % (grand, operation, unverified))
+                       % (grand, operation, unverified), marker)
