@@ -117,7 +117,9 @@ def up(args):
         *accel_args(args.cpus),
         "-smp", str(args.cpus), "-m", str(args.memory),
         "-kernel", str(image / "vmlinuz"), "-initrd", str(image / "initrd.img"),
-        "-append", "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet",
+        # panic=5: a TCG guest on a loaded host very rarely panics while booting (also
+        # when a test reboots it); the kernel then restarts itself instead of hanging.
+        "-append", "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet panic=5",
         "-drive", f"file={paths['root']},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
         "-drive", f"file={paths['data']},if=virtio,format=qcow2,cache=unsafe",
         "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22",
