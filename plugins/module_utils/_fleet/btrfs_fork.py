@@ -20,6 +20,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import 
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import criu_checkpoint as _checkpoint
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import project as _project
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_secret as _repo_secret
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repository as _repository
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import checkpoint as _checkpoint_rules
@@ -56,6 +57,12 @@ def fork_repo(runner, layout, parent_name, tag, *, opened=True, key=None, force=
                                    "replace it with a new fork" % (name, parent_name))
             if opened and key is None:
                 raise InvalidInput("a key (key, passphrase or key_file) is needed to open the fork %s" % name)
+            secrets = _repo_secret.SecretStore(layout.state_dir, parent["guid"]).entries() if checkpoint else {}
+            if secrets:
+                # A fork never inherits secrets; its parent's memory holds them once they are in use.
+                raise InvalidInput("%s has secrets (%s): a fork with checkpoint would carry its processes' memory, "
+                                   "and the secrets in it, into the fork. Fork without checkpoint: the fork's "
+                                   "services start fresh, with no secrets" % (parent_name, ", ".join(secrets)))
             if key is not None:
                 _cryptsetup.check_key(runner, layout.image(parent["guid"]), key.material)
             warnings = _plan_fork(op, before, parent, parent_seen, name=name, tag=tag, opened=opened, key=key,

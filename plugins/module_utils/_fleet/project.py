@@ -26,9 +26,11 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.files import write_atomic
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import loopback_net as _loopback_net
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_secret as _repo_secret
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import compose as _compose
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import isolation as _isolation
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules import secrets as _secrets
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import bash as _bash
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import docker as _docker
 
@@ -135,18 +137,26 @@ def referenced_host_files(files, depth=0):
     return found
 
 
-def check_referenced_files(repo, files):
-    """Refuse env files and included compose files outside the repository, before compose reads them."""
-    problems = []
+def check_referenced_files(repo, files, unsafe=False):
+    """Refuse env files and included compose files outside the repository, before compose reads them.
+
+    With ``unsafe`` only other repositories' secrets are refused.
+    """
+    problems, foreign = [], []
     for what, written, base in referenced_host_files(files):
         if "$" in written:
             problems.append("%s %s: a path with variables cannot be checked before compose reads it; write it out"
                             % (what, written))
             continue
-        _resolved, why = _isolation.HostPaths(repo.mount, base).judge(written, whole_tree=False)
+        paths = _isolation.HostPaths(repo.mount, base, network_id=repo.network_id)
+        _resolved, why = paths.judge(written, whole_tree=False)
         if why:
             problems.append("%s %s: %s" % (what, written, why))
-    if problems:
+            foreign += paths.foreign_secrets
+    if foreign:
+        raise InvalidInput("refused: %s names other repositories' secrets (no --unsafe lifts this)"
+                           % ", ".join(foreign))
+    if problems and not unsafe:
         raise InvalidInput("refused, this would break the repository's isolation: " + "; ".join(problems))
 
 
@@ -195,7 +205,8 @@ class Repository:
     def environment(self):
         return {"REDIACC_WORKING_DIR": self.mount.rstrip("/") + "/", "REDIACC_NETWORK_ID": str(self.network_id),
                 "REDIACC_REPOSITORY": self.guid, "REDIACC_REPOSITORY_NAME": self.name,
-                "DOCKER_HOST": _repo_daemon.docker_host(self.network_id)}
+                "DOCKER_HOST": _repo_daemon.docker_host(self.network_id),
+                _secrets.SECRETS_DIR_VARIABLE: _secrets.directory(self.network_id)}
 
 
 def repository_for(layout, environ, cwd):
@@ -264,20 +275,79 @@ def service_environment(repo, slots):
     return {env_name(name): _compose.service_ip(repo.network_id, slot) for name, slot in slots.items()}
 
 
-def render(runner, repo, project_dir, global_args, environ, *, unsafe):
-    """The rewritten model, its slots, saved restart policies and environment; refuses hostile settings."""
-    if not unsafe:  # down/stop of a project still work (unsafe is set for them): nothing is created
-        check_referenced_files(repo, compose_files(project_dir, global_args))
-    slots, model, env = plan_slots(runner, repo, project_dir, global_args, environ)
+def render(runner, repo, project_dir, global_args, environ, *, unsafe, sentinels=None):
+    """The rewritten model, its slots, saved restart policies and environment; refuses hostile settings.
+
+    ``sentinels`` ({key: placeholder}) stand in for env secrets while compose builds the model:
+    the values themselves never reach compose's command line, environment or any file on disk.
+    """
+    # down/stop of a project still work (unsafe is set for them): nothing is created
+    check_referenced_files(repo, compose_files(project_dir, global_args), unsafe)
+    placeholders = {_secrets.env_variable(k): v for k, v in (sentinels or {}).items()}
+    slots, model, env = plan_slots(runner, repo, project_dir, global_args, dict(environ, **placeholders))
     out, slots, restart = _compose.rewrite(model, repo.network_id, slots, mount=repo.mount,
                                            project_dir=project_dir, unsafe=unsafe)
     for name, service in out["services"].items():
         # The service's slice: where its address rewrite applies (see _loopback_net).
         service["cgroup_parent"] = _loopback_net.service_slice(repo.network_id, slots[name])
+    for variable in placeholders:
+        env.pop(variable, None)
     return out, slots, restart, env
 
 
-def compose(runner, layout, args, environ, cwd, *, unsafe=False, exec_=subprocess.call):
+def _replace_strings(node, replace):
+    if isinstance(node, dict):
+        return {key: _replace_strings(value, replace) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_replace_strings(value, replace) for value in node]
+    return replace(node) if isinstance(node, str) else node
+
+
+def with_secrets(model, sentinels, values):
+    """``model`` with each sentinel replaced by ``values[key]`` (escaped, as compose reads the file again)."""
+    def replace(text):
+        for key, sentinel in sentinels.items():
+            if sentinel in text:
+                text = text.replace(sentinel, values[key].replace("$", "$$"))
+        return text
+    return _replace_strings(model, replace) if sentinels else model
+
+
+def secret_references(files, opened, network_id, model):
+    """(warnings, problems) about the secrets a project refers to and the repository does not have.
+
+    An env secret the repository lacks interpolates to empty (a warning: a fork starts with
+    none); a file secret it lacks stops the command.
+    """
+    warnings, problems = [], []
+    texts = []
+    for path in files + [os.path.join(base, written) for what, written, base in referenced_host_files(files)
+                         if what != "env_file"]:
+        with contextlib.suppress(OSError):
+            with open(path) as handle:
+                texts.append(handle.read())
+    for key in _secrets.referenced_keys("\n".join(texts)):
+        mode = opened.get(key, (None, None))[0]
+        if mode != "env":
+            warnings.append("%s%s is %s: it interpolates to an empty string (a fork starts with no secrets; set it "
+                            "with renet secret set or lockbox.fleet.repo_secret)"
+                            % (_secrets.ENV_PREFIX, key, "a file secret, not an env one" if mode else "not set"))
+    own = os.path.realpath(_secrets.directory(network_id))
+    for name, item in sorted((model.get("secrets") or {}).items()):
+        source = item.get("file") if isinstance(item, dict) else None
+        if not source or os.path.dirname(source) != own:
+            continue
+        key = os.path.basename(source)
+        if opened.get(key, (None, None))[0] != "file":
+            problems.append("secret %s needs the file secret %s, which this repository does not have%s (a fork "
+                            "starts with no secrets): set it with renet secret set --mode file or "
+                            "lockbox.fleet.repo_secret mode: file" % (name, key, " as a file secret" if key in opened
+                                                                       else ""))
+    return warnings, problems
+
+
+def compose(runner, layout, args, environ, cwd, *, unsafe=False, exec_=subprocess.call,
+            warn=None, secrets_root=_secrets.SECRETS_ROOT):
     """``renet compose [--unsafe] -- ARGS``: rewrite, prepare the kernel rules, run docker compose."""
     repo = repository_for(layout, environ, cwd)
     global_args, command = split_compose_args(args)
@@ -285,9 +355,24 @@ def compose(runner, layout, args, environ, cwd, *, unsafe=False, exec_=subproces
     project_dir = os.path.abspath(directories[0] if directories else cwd)
     subcommand = command[0] if command else ""
     creating = subcommand in CREATING
+    # Secrets are opened only where containers are made; everything else sees placeholders.
+    opened = _repo_secret.SecretStore(layout.state_dir, repo.guid).values() if creating else {}
+    nonce = os.urandom(8).hex()
+    sentinels = {key: "lockbox-secret-%s-%s-end" % (nonce, key) for key, (mode, _v) in opened.items()
+                 if mode == "env"}
     # Hostile settings are refused where containers are made; down/stop of such a project still work.
     model, slots, restart, env = render(runner, repo, project_dir, global_args, environ,
-                                        unsafe=unsafe or not creating)
+                                        unsafe=unsafe or not creating, sentinels=sentinels)
+    if creating:
+        warnings, problems = secret_references(compose_files(project_dir, global_args), opened, repo.network_id,
+                                               model)
+        if problems:
+            raise InvalidInput("; ".join(problems))
+        for warning in warnings:
+            (warn or (lambda _text: None))(warning)
+        _repo_secret.write_files(opened, repo.network_id, secrets_root)
+    live = with_secrets(model, sentinels, {k: v for k, (_m, v) in opened.items()})
+    model = with_secrets(model, sentinels, {k: "[secret %s%s]" % (_secrets.ENV_PREFIX, k) for k in sentinels})
     previous = load_project_state(project_dir)
     stopped = set(previous.get("stopped") or [])
     restarts = dict(previous.get("restarts") or {})
@@ -309,16 +394,24 @@ def compose(runner, layout, args, environ, cwd, *, unsafe=False, exec_=subproces
     save_project_state(project_dir, {"network_id": repo.network_id, "project": model.get("name"),
                                      "slots": slots, "restart": restart, "stopped": sorted(stopped),
                                      "restarts": restarts})
-    base = ["docker", "compose", "-p", model.get("name") or os.path.basename(project_dir), "-f", rendered,
+    # With env secrets, compose reads the model holding their values from tmpfs (root-only),
+    # removed when it is done: the copy in the repository shows placeholders.
+    handed = rendered if live == model else _repo_secret.write_live_model(live, repo.network_id, secrets_root)
+    base = ["docker", "compose", "-p", model.get("name") or os.path.basename(project_dir), "-f", handed,
             "--project-directory", project_dir]
-    if subcommand == "up":
-        # Under repo up with a pending checkpoint: its services come back from it (criu_checkpoint).
-        from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import criu_checkpoint as _checkpoint
-        directory = _checkpoint.restore_directory(repo, environ)
-        if directory:
-            _checkpoint.restore_during_up(runner, repo, directory, (project_dir, model, command),
-                                          lambda args: exec_([*base, *args], env=env, cwd=project_dir))
-    return exec_([*base, *command], env=env, cwd=project_dir)
+    try:
+        if subcommand == "up":
+            # Under repo up with a pending checkpoint: its services come back from it (criu_checkpoint).
+            from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import criu_checkpoint as _checkpoint
+            directory = _checkpoint.restore_directory(repo, environ)
+            if directory:
+                _checkpoint.restore_during_up(runner, repo, directory, (project_dir, model, command),
+                                              lambda args: exec_([*base, *args], env=env, cwd=project_dir))
+        return exec_([*base, *command], env=env, cwd=project_dir)
+    finally:
+        if handed != rendered:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(handed)
 
 
 # ---------------------------------------------------------------------------------------

@@ -18,8 +18,10 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import loopba
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import luks_repo as _luks_repo
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import project as _project
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_secret as _repo_secret
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import routes as _routes
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules import secrets as _secrets
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import docker as _docker
 
 
@@ -172,6 +174,11 @@ class _Lifecycle:
         if unmount:
             self.note("volume", _luks_repo.converge_repo(self.runner, self.layout, self.name, state="closed",
                                                          check_mode=self.check_mode))
+            if os.path.isdir(_secrets.directory(self.repo.network_id)):
+                self.add("secrets:remove-files", "remove the file secrets from %s"
+                         % _secrets.directory(self.repo.network_id))
+                if not self.check_mode:
+                    _repo_secret.remove_files(self.repo.network_id)
 
 
 def converge_app(runner, layout, name, *, state, key=None, unmount=False, run_info=False, machine="",

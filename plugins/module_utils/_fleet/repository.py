@@ -18,7 +18,9 @@ import stat
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput, LockboxError
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.plan import Action, apply_plan
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_secret as _repo_secret
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules import secrets as _secrets
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules.paths import check_absolute_path
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules.size import MIB, format_size, parse_size, round_up
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import btrfs as _btrfs
@@ -226,6 +228,13 @@ class Operation:
             self.add("remove-mount-point", "remove %s" % layout.mount(guid), lambda: rmdir_if_empty(layout.mount(guid)))
         if remove_record:
             name = observed.record["name"]
+            store = _repo_secret.SecretStore(layout.state_dir, guid)
+            if os.path.exists(store.path):
+                self.add("forget-secrets", "remove the secrets of %s" % name, store.forget)
+            network_id = observed.record.get("network_id")
+            if network_id is not None and os.path.isdir(_secrets.directory(network_id)):
+                self.add("remove-secret-files", "remove %s" % _secrets.directory(network_id),
+                         lambda: _repo_secret.remove_files(network_id))
             self.add("remove-record", "forget %s" % name, lambda: self.host.remove(name))
 
 

@@ -60,7 +60,7 @@ def _held_back(container, state, policy, attempts):
 
 def _mounts_still_inside(runner, network_id, container, mount):
     """Every bind of the container still resolves to where it was checked: dockerd resolves it again at start."""
-    paths = _isolation.HostPaths(mount, container["project_dir"])
+    paths = _isolation.HostPaths(mount, container["project_dir"], network_id=network_id)
     for item in _docker.mounts(runner, _repo_daemon.docker_host(network_id), container["id"]):
         if item.get("Type") != "bind":
             continue

@@ -8,6 +8,9 @@
     renet down NAME [--checkpoint] [--unmount]   the checkpoint down --checkpoint left)
     renet checkpoint create|restore|delete NAME CHECKPOINT [--stop] | list NAME [--json]
                                          CRIU checkpoints of the rediacc.checkpoint=true services
+    renet secret set NAME KEY [--mode env|file] [--current-file F | --rotate] < VALUE
+    renet secret get NAME KEY | list NAME | unset NAME KEY [--json]
+                                         write-only secrets (get shows the SHA-256 digest)
     renet info [NAME] [--json]           info() of every Rediaccfile, as text (JSON with --json)
     renet watchdog [--interval S] [--once]
                                          start stopped containers per their saved restart policy,
@@ -23,12 +26,14 @@ import json
 import os
 import sys
 
+from ansible_collections.lockbox.fleet.plugins.module_utils._core import audit as _audit
 from ansible_collections.lockbox.fleet.plugins.module_utils._core import procfs as _procfs
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput, LockboxError
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.runner import Runner
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import criu_checkpoint as _criu_checkpoint
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import project as _project
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_app as _repo_app
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_secret as _repo_secret
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repository as _repository
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import routes as _routes
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
@@ -80,6 +85,17 @@ def _parser():
     checkpoint.add_argument("checkpoint", nargs="?", help="the checkpoint's name (not for list)")
     checkpoint.add_argument("--stop", action="store_true", help="create: stop the containers after the checkpoint")
     checkpoint.add_argument("--json", action="store_true", help="list: print JSON")
+    secret = commands.add_parser("secret", help="write-only secrets of a repository (values are never shown)")
+    secret.add_argument("verb", choices=("set", "get", "list", "unset"))
+    secret.add_argument("name", help="the repository")
+    secret.add_argument("key", nargs="?", help="the secret's key (A-Z, 0-9, _), not for list")
+    secret.add_argument("--mode", choices=("env", "file"), default="env",
+                        help="set: env (${REDIACC_SECRET_<KEY>} in compose) or file (a compose secrets: file)")
+    proof = secret.add_mutually_exclusive_group()
+    proof.add_argument("--current-file", metavar="PATH",
+                       help="set: a file holding the value it has now (needed to overwrite)")
+    proof.add_argument("--rotate", action="store_true", help="set: overwrite without the value it has now")
+    secret.add_argument("--json", action="store_true", help="print the result (or the error) as JSON")
     info = commands.add_parser("info", help="print info() of every Rediaccfile (of every repository without NAME)")
     info.add_argument("name", nargs="?")
     info.add_argument("--json", action="store_true", help="print {repository: {Rediaccfile: output}} as JSON")
@@ -134,12 +150,59 @@ def _checkpoint_command(runner, layout, options):
     return 0
 
 
+def _read_value(stream):
+    """A secret's value from stdin (never argv): typed without echo on a terminal; one final newline dropped."""
+    if stream.isatty():
+        import getpass
+        return getpass.getpass("value (not shown): ")
+    data = stream.read()
+    return data[:-1] if data.endswith("\n") else data
+
+
+def _read_current(path):
+    try:
+        with open(path) as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise InvalidInput("--current-file %s cannot be read: %s" % (path, exc.strerror)) from None
+    return data[:-1] if data.endswith("\n") else data
+
+
+def _secret_command(layout, options, stdin):
+    params = {"repository": options.name, "key": options.key, "state_dir": layout.state_dir,
+              "state": {"set": "present", "unset": "absent"}.get(options.verb, "listed")}
+    if options.verb != "list" and not options.key:
+        raise InvalidInput("renet secret %s needs the secret's key" % options.verb)
+    if options.verb == "set":
+        params.update(mode=options.mode, rotate=options.rotate, value=_read_value(stdin),
+                      current=_read_current(options.current_file) if options.current_file else None)
+    result = _repo_secret.run(None, params)
+    if options.json:
+        _say(json.dumps(result, indent=2, sort_keys=True))
+        return 0
+    if options.verb == "set":
+        _say("renet secret set %s %s: %s (%s, sha256 %s)" % (options.name, options.key, result["outcome"],
+                                                              result["mode"], result["digest"]))
+    elif options.verb == "unset":
+        _say("renet secret unset %s %s: %s" % (options.name, options.key, result["outcome"]))
+    elif options.verb == "get":
+        if result["secret"] is None:
+            raise InvalidInput("%s has no secret %s" % (options.name, options.key))
+        _say(result["secret"]["digest"])
+    else:
+        for entry in result["secrets"]:
+            _say("%-32s %-4s sha256 %s  %s" % (entry["key"], entry["mode"], entry["digest"], entry["updated"]))
+    return 0
+
+
 def _operation(layout, options, environ):
     """(repository, what is asked) of a mutating or shell command, or (None, None) for the others."""
     if options.command in ("up", "down"):
         return options.name, "renet %s" % options.command
     if options.command == "checkpoint" and options.verb != "list":
         return options.name, "renet checkpoint %s" % options.verb
+    if options.command == "secret" and options.verb in ("set", "unset"):
+        return options.name, "renet secret %s" % options.verb
     if options.command == "compose":
         args = options.args[1:] if options.args[:1] == ["--"] else options.args
         command = _project.split_compose_args(args)[1]
@@ -162,12 +225,56 @@ def guard_agents(layout, options, environ, ancestry=None):
     try:
         _agents.check(name, bool(record.get("is_fork")), environ, ancestry, operation)
     except _agents.AgentRefused as refused:
-        import syslog
-        syslog.openlog("renet")
-        syslog.syslog(syslog.LOG_WARNING, json.dumps({
-            "event": "agent-refused", "repository": name, "operation": operation, "uid": os.getuid(),
-            "marker": refused.marker}, sort_keys=True))
+        _audit.record("agent-refused", repository=name, operation=operation, marker=refused.marker)
         raise
+
+
+def _compose_command(runner, layout, options):
+    args = options.args[1:] if options.args[:1] == ["--"] else options.args
+    return _project.compose(runner, layout, args, dict(os.environ), os.getcwd(), unsafe=options.unsafe,
+                            warn=lambda text: _say("renet: warning: %s" % text, sys.stderr))
+
+
+def _watchdog_command(runner, layout, options):
+    def report(event):
+        if "left" in event:
+            _say("renet watchdog: left %(container)s stopped (networkId %(network_id)d): %(left)s" % event)
+        elif "error" in event:
+            _say("renet watchdog: could not start %(container)s (networkId %(network_id)d): %(error)s"
+                 % event, sys.stderr)
+        else:
+            _say("renet watchdog: started %(container)s (networkId %(network_id)d, restart: %(policy)s)" % event)
+
+    def sync_routes():
+        try:
+            _routes.sync(runner, layout.state_dir)
+        except (LockboxError, OSError) as exc:
+            _say("renet watchdog: routes not updated: %s" % exc, sys.stderr)
+    _watchdog.serve(runner, layout, report=report, sync_routes=sync_routes, safety=options.interval,
+                    once=options.once)
+    return 0
+
+
+def _lifecycle_command(runner, layout, options):
+    result = _repo_app.converge_app(runner, layout, options.name, state=options.command,
+                                    unmount=getattr(options, "unmount", False),
+                                    checkpoint=getattr(options, "checkpoint", False),
+                                    skip_checkpoint=getattr(options, "skip_checkpoint", False))
+    for path, output in result["outputs"].items():
+        _say("== %s\n%s" % (path, output))
+    for container, outcome in sorted((result.get("restored") or {}).items()):
+        _say("%s: %s" % (container, "restored from its checkpoint" if outcome["restored"]
+                         else "started fresh (%s)" % outcome["error"]))
+    _say("renet %s %s: %s" % (options.command, options.name,
+                              ", ".join(a["action"] for a in result["actions"]) or "nothing to do"))
+    return 0
+
+
+COMMANDS = {
+    "compose": _compose_command, "watchdog": _watchdog_command, "info": _info, "checkpoint": _checkpoint_command,
+    "secret": lambda _runner, layout, options: _secret_command(layout, options, sys.stdin),
+    "up": _lifecycle_command, "down": _lifecycle_command,
+}
 
 
 def main(argv=None):
@@ -176,45 +283,11 @@ def main(argv=None):
     runner = Runner()
     try:
         guard_agents(layout, options, dict(os.environ))
-        if options.command == "compose":
-            args = options.args[1:] if options.args[:1] == ["--"] else options.args
-            return _project.compose(runner, layout, args, dict(os.environ), os.getcwd(), unsafe=options.unsafe)
-        if options.command == "watchdog":
-            def report(event):
-                if "left" in event:
-                    _say("renet watchdog: left %(container)s stopped (networkId %(network_id)d): %(left)s" % event)
-                elif "error" in event:
-                    _say("renet watchdog: could not start %(container)s (networkId %(network_id)d): %(error)s"
-                         % event, sys.stderr)
-                else:
-                    _say("renet watchdog: started %(container)s (networkId %(network_id)d, restart: %(policy)s)"
-                         % event)
-
-            def sync_routes():
-                try:
-                    _routes.sync(runner, layout.state_dir)
-                except (LockboxError, OSError) as exc:
-                    _say("renet watchdog: routes not updated: %s" % exc, sys.stderr)
-            _watchdog.serve(runner, layout, report=report, sync_routes=sync_routes, safety=options.interval,
-                            once=options.once)
-            return 0
-        if options.command == "info":
-            return _info(runner, layout, options)
-        if options.command == "checkpoint":
-            return _checkpoint_command(runner, layout, options)
-        result = _repo_app.converge_app(runner, layout, options.name, state=options.command,
-                                        unmount=getattr(options, "unmount", False),
-                                        checkpoint=getattr(options, "checkpoint", False),
-                                        skip_checkpoint=getattr(options, "skip_checkpoint", False))
-        for path, output in result["outputs"].items():
-            _say("== %s\n%s" % (path, output))
-        for container, outcome in sorted((result.get("restored") or {}).items()):
-            _say("%s: %s" % (container, "restored from its checkpoint" if outcome["restored"]
-                             else "started fresh (%s)" % outcome["error"]))
-        _say("renet %s %s: %s" % (options.command, options.name,
-                                  ", ".join(a["action"] for a in result["actions"]) or "nothing to do"))
-        return 0
+        return COMMANDS[options.command](runner, layout, options)
     except LockboxError as exc:
+        if getattr(options, "json", False) and options.command == "secret":
+            # Agents read the error, and what to do next, from one JSON document.
+            _say(json.dumps(dict(exc.as_result(), error=exc.msg), indent=2, sort_keys=True))
         _say("renet: %s" % exc.msg, sys.stderr)
         if exc.stderr:
             _say(exc.stderr.strip(), sys.stderr)

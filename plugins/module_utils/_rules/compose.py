@@ -147,7 +147,10 @@ def rewrite(model, network_id, recorded_slots=None, *, mount, project_dir, unsaf
     if not services:
         raise InvalidInput("the compose file defines no services")
     out = copy.deepcopy(model)
-    problems = _isolation.model_problems(out, mount, project_dir, realpath)
+    problems, foreign_secrets = _isolation.model_problems(out, mount, project_dir, realpath, network_id)
+    if foreign_secrets:
+        raise InvalidInput("refused: %s names other repositories' secrets (no --unsafe lifts this)"
+                           % ", ".join(foreign_secrets))
     if problems and not unsafe:
         raise InvalidInput("refused, this would break the repository's isolation (use --unsafe to override "
                            "at your own risk): " + "; ".join(problems))

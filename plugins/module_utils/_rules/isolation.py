@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import posixpath
 
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules import secrets as _secrets
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules.paths import is_under
 
 # Service keys with no reach outside the container (or whose reach is checked below).
@@ -69,13 +70,23 @@ def is_checkpointed(service):
 
 
 class HostPaths:
-    """Resolves host paths as dockerd will and judges them against one repository's mount."""
+    """Resolves host paths as dockerd will and judges them against one repository's mount.
 
-    def __init__(self, mount, project_dir, realpath=os.path.realpath):
+    The host's secrets tree (tmpfs, one directory per networkId) is judged apart: the
+    repository's own directory may be read (its file secrets); any other path in the tree
+    names other repositories' secrets and lands in ``foreign_secrets``, which no ``--unsafe``
+    lifts. (A directory above the tree is only "outside the mount": ``--unsafe`` is the
+    operator's word that the service may see the host.)
+    """
+
+    def __init__(self, mount, project_dir, realpath=os.path.realpath, network_id=None):
         self.realpath = realpath
         self.mount = realpath(mount)
         self.private = posixpath.join(self.mount, PRIVATE_DIR)
         self.project_dir = project_dir
+        self.secrets_root = realpath(_secrets.SECRETS_ROOT)
+        self.own_secrets = realpath(_secrets.directory(network_id)) if network_id is not None else None
+        self.foreign_secrets = []
 
     def resolve(self, written):
         path = written if posixpath.isabs(written) else posixpath.join(self.project_dir, written)
@@ -90,16 +101,27 @@ class HostPaths:
         if "\0" in written:
             return None, "a host path with a NUL byte"
         resolved = self.resolve(written)
+        if is_under(resolved, self.secrets_root):
+            return resolved, self._secrets_problem(written, resolved, read_only)
+        return resolved, self._host_problem(resolved, read_only, whole_tree)
+
+    def _host_problem(self, resolved, read_only, whole_tree):
         if is_under(resolved, self.mount):
-            touches_private = is_under(resolved, self.private)
             # A bind of the mount root exposes .rediacc (the daemon's data-root) beneath it.
-            if touches_private or (whole_tree and resolved == self.mount):
-                return resolved, ("the repository's private %s directory (its Docker data-root) is not "
-                                  "for containers" % PRIVATE_DIR)
-            return resolved, None
+            if is_under(resolved, self.private) or (whole_tree and resolved == self.mount):
+                return "the repository's private %s directory (its Docker data-root) is not for containers" \
+                    % PRIVATE_DIR
+            return None
         if read_only and any(is_under(resolved, tree) for tree in HARMLESS_READ_ONLY):
-            return resolved, None
-        return resolved, "outside the repository's mount %s" % self.mount
+            return None
+        return "outside the repository's mount %s" % self.mount
+
+    def _secrets_problem(self, written, resolved, read_only):
+        own = self.own_secrets is not None and is_under(resolved, self.own_secrets)
+        if not own:
+            self.foreign_secrets.append(written)
+            return "it holds other repositories' secrets (refused, --unsafe or not)"
+        return None if read_only else "the repository's own secrets may only be read (mount them read-only)"
 
 
 def _path_problem(paths, owner, what, written, **kwargs):
@@ -286,9 +308,12 @@ def service_problems(paths, name, service, services, top_volumes):
     return problems
 
 
-def model_problems(model, mount, project_dir, realpath=os.path.realpath):
-    """Every reach outside the repository in a compose model; accepted host paths are resolved in place."""
-    paths = HostPaths(mount, project_dir, realpath)
+def model_problems(model, mount, project_dir, realpath=os.path.realpath, network_id=None):
+    """(every reach outside the repository in a compose model, the host paths of other repositories' secrets).
+
+    Accepted host paths are resolved in place.
+    """
+    paths = HostPaths(mount, project_dir, realpath, network_id)
     services = model.get("services") or {}
     top_volumes = model.get("volumes") or {}
     problems = ["%s is not allowed in a repository's compose file" % key
@@ -298,4 +323,4 @@ def model_problems(model, mount, project_dir, realpath=os.path.realpath):
     problems += _named_volume_problems(paths, top_volumes)
     problems += _file_problems(paths, model.get("secrets"), "secret")
     problems += _file_problems(paths, model.get("configs"), "config")
-    return problems
+    return problems, paths.foreign_secrets

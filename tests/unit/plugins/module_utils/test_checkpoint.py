@@ -64,7 +64,7 @@ def test_every_service_gets_the_repository_s_criu_config_and_a_user_cannot_choos
     assert out["services"]["counter"]["annotations"] == dict(config, **{"org.example/owner": "me"})
     hostile = {"services": {"x": {"image": "x", "annotations": {
         "org.criu.config": "/tmp/evil.conf", "org.systemd.property.Slice": "system.slice"}}}}
-    problems = _isolation.model_problems(hostile, "/m", "/m/p")
+    problems, _foreign = _isolation.model_problems(hostile, "/m", "/m/p")
     assert problems == ["service x: annotation org.criu.config is read by the container runtime on the host "
                         "(systemd unit properties, CRIU configuration)",
                         "service x: annotation org.systemd.property.Slice is read by the container runtime on the "
