@@ -14,14 +14,14 @@ description:
     per repository outside the repository's LUKS image (C(<state_dir>/secrets/<guid>.json)), under the host's
     store key C(/etc/rediacc/secret-store.key); the host audit trail (C(journalctl -t lockbox-audit)) records
     every set, rotation, unset, get and list with who asked and the first characters of the digest.
-  - A fork starts with no secrets: it has a GUID of its own, and the image it was copied from never held them.
+  - A fork starts with no secrets, as it has a GUID of its own and the image it was copied from never held them.
   - C(mode=env) reaches containers as C(${REDIACC_SECRET_<KEY>}) in the compose file, interpolated by
     C(renet compose) when containers are created; the copy of the model the repository keeps
     (C(.rediacc/compose.json)) shows a placeholder. Docker keeps a container's environment in its
     configuration, inside the repository's data-root; for values a container should only read, use
     C(mode=file).
   - C(mode=file) reaches containers as a compose C(secrets:) file. Write
-    C(file: ${REDIACC_SECRETS_DIR}/<KEY>) in the compose file's top-level C(secrets:); the file lives on tmpfs at
+    the file C(${REDIACC_SECRETS_DIR}/<KEY>) in the compose file's top-level C(secrets); the file lives on tmpfs at
     C(/var/run/rediacc/secrets/<networkId>/<KEY>) and is seen at C(/run/secrets/<name>) in the container.
     M(lockbox.fleet.repo_app) with C(state=down) and C(unmount=true) removes the files. An up whose compose
     file needs a file secret the repository does not have fails and says which.

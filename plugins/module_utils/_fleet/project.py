@@ -339,10 +339,10 @@ def secret_references(files, opened, network_id, model):
             continue
         key = os.path.basename(source)
         if opened.get(key, (None, None))[0] != "file":
+            kind = " as a file secret" if key in opened else ""
             problems.append("secret %s needs the file secret %s, which this repository does not have%s (a fork "
                             "starts with no secrets): set it with renet secret set --mode file or "
-                            "lockbox.fleet.repo_secret mode: file" % (name, key, " as a file secret" if key in opened
-                                                                       else ""))
+                            "lockbox.fleet.repo_secret mode: file" % (name, key, kind))
     return warnings, problems
 
 

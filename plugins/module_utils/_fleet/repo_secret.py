@@ -78,8 +78,8 @@ class SecretStore:
         except ValueError as exc:
             raise LockboxError("the secret store %s is damaged: %s" % (self.path, exc)) from None
         if document.get("guid") != self.guid:
-            raise LockboxError("the secret store %s belongs to %s, not %s" % (self.path, document.get("guid"),
-                                                                                self.guid))
+            owner = document.get("guid")
+            raise LockboxError("the secret store %s belongs to %s, not %s" % (self.path, owner, self.guid))
         return document
 
     def entries(self):

@@ -181,8 +181,8 @@ def _secret_command(layout, options, stdin):
         _say(json.dumps(result, indent=2, sort_keys=True))
         return 0
     if options.verb == "set":
-        _say("renet secret set %s %s: %s (%s, sha256 %s)" % (options.name, options.key, result["outcome"],
-                                                              result["mode"], result["digest"]))
+        _say("renet secret set %s %s: %s (%s, sha256 %s)"
+             % (options.name, options.key, result["outcome"], result["mode"], result["digest"]))
     elif options.verb == "unset":
         _say("renet secret unset %s %s: %s" % (options.name, options.key, result["outcome"]))
     elif options.verb == "get":

@@ -238,8 +238,8 @@ def test_an_up_that_needs_a_file_secret_the_repository_lacks_fails_and_says_whic
     "/var/run/rediacc/secrets/6336/../2816/DB",
 ])
 def test_another_repository_s_secrets_are_refused_even_unsafe(source):
-    for model in ({"services": {"web": {"image": "x", "volumes": [
-                      {"type": "bind", "source": source, "target": "/s", "read_only": True}]}}},
+    volume = {"type": "bind", "source": source, "target": "/s", "read_only": True}
+    for model in ({"services": {"web": {"image": "x", "volumes": [volume]}}},
                   {"services": {"web": {"image": "x"}}, "secrets": {"s": {"file": source}}}):
         for unsafe in (False, True):
             with pytest.raises(InvalidInput, match="names other repositories' secrets"):
