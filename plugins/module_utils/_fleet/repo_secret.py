@@ -65,9 +65,12 @@ class SecretStore:
     @contextlib.contextmanager
     def locked(self):
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        with open(os.path.join(self.directory, ".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        fd = os.open(os.path.join(self.directory, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             yield self
+        finally:
+            os.close(fd)  # closing releases the flock
 
     def _document(self):
         try:
