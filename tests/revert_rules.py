@@ -125,6 +125,8 @@ REVERTS = [
     ("env secrets reach compose from tmpfs, placeholders in the repository", M + "_fleet/project.py",
      '{k: "[secret %s%s]" % (_secrets.ENV_PREFIX, k) for k in sentinels}',
      '{k: opened[k][1] for k in sentinels}'),
+    ("check mode of a secret touches nothing", M + "_fleet/repo_secret.py",
+     '    with contextlib.nullcontext() if check_mode else store.locked():', '    with store.locked():'),
     ("a missing file secret stops the up", M + "_fleet/project.py",
      '        if problems:\n            raise InvalidInput("; ".join(problems))',
      '        if False:\n            pass'),

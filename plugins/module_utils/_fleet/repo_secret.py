@@ -233,7 +233,18 @@ def run(_runner, params, check_mode=False, key_file=None):
                       digest_prefix=entries[key]["digest"][:DIGEST_SHOWN] if key in entries else None)
         return {"changed": False, "repository": name, "secrets": listed,
                 "secret": listed[0] if key and listed else None}
-    with store.locked():
+    if state not in ("present", "absent"):
+        raise InvalidInput("state %r is not valid: present, absent or listed" % (state,))
+    value, mode, current = params.get("value"), params.get("mode") or "env", params.get("current")
+    if state == "present":  # every input is judged before anything on the host is touched
+        if value is None:
+            raise InvalidInput("setting secret %s needs its value" % key)
+        _secrets.check_value(value)
+        _secrets.check_mode(mode)
+        if current is not None:
+            _secrets.check_value(current)
+    # Check mode reads without the lock: taking it would create the store's directory.
+    with contextlib.nullcontext() if check_mode else store.locked():
         stored = store.entries().get(key)
         if state == "absent":
             if stored and not check_mode:
@@ -242,16 +253,6 @@ def run(_runner, params, check_mode=False, key_file=None):
                               digest_prefix=stored["digest"][:DIGEST_SHOWN])
             return {"changed": stored is not None, "repository": name, "key": key,
                     "outcome": "removed" if stored else "absent"}
-        if state != "present":
-            raise InvalidInput("state %r is not valid: present, absent or listed" % (state,))
-        value = params.get("value")
-        if value is None:
-            raise InvalidInput("setting secret %s needs its value" % key)
-        _secrets.check_value(value)
-        mode = _secrets.check_mode(params.get("mode") or "env")
-        current = params.get("current")
-        if current is not None:
-            _secrets.check_value(current)
         outcome = _secrets.decide(name, key, stored, value, mode, current=current, rotate=bool(params.get("rotate")))
         if outcome != _secrets.UNCHANGED and not check_mode:
             store.put(key, value, mode, rotation=outcome == _secrets.ROTATE)

@@ -88,7 +88,7 @@ def secret(host, check_mode=False, **params):
 
 def test_the_full_state_machine_and_nothing_ever_shows_a_value(host):
     results = [secret(host, repository="shop", key="API_KEY", value=VALUE, check_mode=True)]
-    assert not os.path.exists(os.path.join(host["state_dir"], "secrets", "g-shop.json"))  # check mode wrote nothing
+    assert not os.path.exists(os.path.join(host["state_dir"], "secrets"))  # check mode wrote nothing
     results.append(secret(host, repository="shop", key="API_KEY", value=VALUE))
     results.append(secret(host, repository="shop", key="API_KEY", value=VALUE))
     with pytest.raises(_secrets.SecretConflict):
@@ -160,7 +160,7 @@ def test_a_missing_store_key_is_an_error_that_says_so(host):
 def test_bad_input_is_refused_and_changes_nothing(host, params, says):
     with pytest.raises(InvalidInput, match=says):
         secret(host, **dict({"repository": "shop"}, **params))
-    assert not os.path.exists(os.path.join(host["state_dir"], "secrets", "g-shop.json"))
+    assert not os.path.exists(os.path.join(host["state_dir"], "secrets"))
     assert not os.path.exists(host["key_file"])
 
 
