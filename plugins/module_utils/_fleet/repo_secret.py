@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime
 import fcntl
 import json
 import os
@@ -117,7 +116,7 @@ class SecretStore:
         sealed = _aesgcm(self._store_key(create=True)).encrypt(nonce, value.encode(),
                                                                _associated(self.guid, key, mode))
         document["secrets"][key] = {
-            "mode": mode, "digest": _secrets.digest(value), "updated": _now(),
+            "mode": mode, "digest": _secrets.digest(value), "updated": _state.now(),
             "rotations": int(previous.get("rotations") or 0) + (1 if rotation else 0),
             "nonce": base64.b64encode(nonce).decode(), "sealed": base64.b64encode(sealed).decode()}
         self._save(document)
@@ -153,21 +152,13 @@ class SecretStore:
             os.unlink(self.path)
 
 
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
-
-
-def store_of(state_dir, record, key_file=None):
-    return SecretStore(state_dir, record["guid"], key_file)
-
-
 # ---------------------------------------------------------------------------------------
 # Handing secrets to a repository's containers (renet compose)
 
 
 def _own_directory(network_id, root):
     """``<root>/<networkId>``, root-only, as is ``root`` itself."""
-    directory = os.path.join(root, str(network_id))
+    directory = _secrets.directory(network_id, root)
     for path in (root, directory):
         os.makedirs(path, mode=0o700, exist_ok=True)
         os.chmod(path, 0o700)
@@ -181,7 +172,7 @@ def write_files(opened, network_id, root=_secrets.SECRETS_ROOT):
     they are mounted into (compose binds them read-only at /run/secrets/<name>).
     """
     wanted = {key: value for key, (mode, value) in opened.items() if mode == "file"}
-    if not wanted and not os.path.isdir(os.path.join(root, str(network_id))):
+    if not wanted and not os.path.isdir(_secrets.directory(network_id, root)):
         return []
     directory = _own_directory(network_id, root)
     for name in os.listdir(directory):
@@ -202,7 +193,7 @@ def write_live_model(model, network_id, root=_secrets.SECRETS_ROOT):
 
 def remove_files(network_id, root=_secrets.SECRETS_ROOT):
     """Remove a repository's file secrets (repo down with unmount, delete)."""
-    directory = os.path.join(root, str(network_id))
+    directory = _secrets.directory(network_id, root)
     existed = os.path.isdir(directory)
     shutil.rmtree(directory, ignore_errors=True)
     return existed
@@ -210,10 +201,6 @@ def remove_files(network_id, root=_secrets.SECRETS_ROOT):
 
 # ---------------------------------------------------------------------------------------
 # The module and renet secret
-
-
-def _describe(key, entry):
-    return dict(entry, key=key)
 
 
 def run(_runner, params, check_mode=False, key_file=None):
@@ -225,10 +212,10 @@ def run(_runner, params, check_mode=False, key_file=None):
     key = params.get("key")
     if key is not None or state != "listed":
         _secrets.check_key(key)
-    store = store_of(state_dir, record, key_file)
+    store = SecretStore(state_dir, record["guid"], key_file)
     if state == "listed":
         entries = store.entries()
-        listed = [_describe(k, e) for k, e in entries.items() if key is None or k == key]
+        listed = [dict(e, key=k) for k, e in entries.items() if key is None or k == key]
         _audit.record("secret-get" if key else "secret-list", repository=name, key=key,
                       digest_prefix=entries[key]["digest"][:DIGEST_SHOWN] if key in entries else None)
         return {"changed": False, "repository": name, "secrets": listed,
@@ -240,7 +227,7 @@ def run(_runner, params, check_mode=False, key_file=None):
         if value is None:
             raise InvalidInput("setting secret %s needs its value" % key)
         _secrets.check_value(value)
-        _secrets.check_mode(mode)
+        _secrets.check_secret_mode(mode)
         if current is not None:
             _secrets.check_value(current)
     # Check mode reads without the lock: taking it would create the store's directory.

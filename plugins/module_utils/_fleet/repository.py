@@ -12,7 +12,6 @@ and ``prune`` can clean up after anything else.
 
 from __future__ import annotations
 
-import datetime
 import os
 import stat
 
@@ -249,15 +248,11 @@ def rmdir_if_empty(path):
         pass
 
 
-def now():
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
-
-
 def new_record(host, name, size, key_kind, *, parent=None, tag=None, status=_state.CREATING):
     guid, network_id = host.new_identity()
     return {
         "name": name, "guid": guid, "network_id": network_id, "subnet": _state.subnet(network_id),
-        "size": size, "key_kind": key_kind, "status": status, "created": now(),
+        "size": size, "key_kind": key_kind, "status": status, "created": _state.now(),
         "parent": parent["name"] if parent else None, "parent_guid": parent["guid"] if parent else None,
         "tag": tag, "is_fork": parent is not None,
     }

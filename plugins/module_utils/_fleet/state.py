@@ -10,6 +10,7 @@ locked volume. Every change to it happens under one host-wide lock.
 
 from __future__ import annotations
 
+import datetime
 import errno
 import fcntl
 import ipaddress
@@ -38,6 +39,11 @@ READY = "ready"
 CREATING = "creating"
 FORKING = "forking"
 DELETING = "deleting"
+
+
+def now():
+    """The time stamp of records: UTC, whole seconds, ISO 8601."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
 
 
 def check_segment(value, what, limit):

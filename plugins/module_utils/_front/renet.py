@@ -150,22 +150,24 @@ def _checkpoint_command(runner, layout, options):
     return 0
 
 
+def _without_final_newline(data):
+    return data[:-1] if data.endswith("\n") else data
+
+
 def _read_value(stream):
     """A secret's value from stdin (never argv): typed without echo on a terminal; one final newline dropped."""
     if stream.isatty():
         import getpass
         return getpass.getpass("value (not shown): ")
-    data = stream.read()
-    return data[:-1] if data.endswith("\n") else data
+    return _without_final_newline(stream.read())
 
 
 def _read_current(path):
     try:
         with open(path) as handle:
-            data = handle.read()
+            return _without_final_newline(handle.read())
     except OSError as exc:
         raise InvalidInput("--current-file %s cannot be read: %s" % (path, exc.strerror)) from None
-    return data[:-1] if data.endswith("\n") else data
 
 
 def _secret_command(layout, options, stdin):

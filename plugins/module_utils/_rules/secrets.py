@@ -45,7 +45,7 @@ def check_value(value):
     return value
 
 
-def check_mode(mode):
+def check_secret_mode(mode):
     if mode not in MODES:
         raise InvalidInput("secret mode %r is not valid: env or file" % (mode,))
     return mode
@@ -68,12 +68,12 @@ def referenced_keys(text):
     return found
 
 
+def directory(network_id, root=SECRETS_ROOT):
+    return "%s/%d" % (root, network_id)
+
+
 def file_path(network_id, key):
-    return "%s/%d/%s" % (SECRETS_ROOT, network_id, key)
-
-
-def directory(network_id):
-    return "%s/%d" % (SECRETS_ROOT, network_id)
+    return "%s/%s" % (directory(network_id), key)
 
 
 class SecretConflict(LockboxError):
