@@ -11,6 +11,9 @@
     renet secret set NAME KEY [--mode env|file] [--current-file F | --rotate] < VALUE
     renet secret get NAME KEY | list NAME | unset NAME KEY [--json]
                                          write-only secrets (get shows the SHA-256 digest)
+    renet sandbox --repo NAME [-- COMMAND...]
+                                         a session in the repository's kernel sandbox (uid 7111,
+                                         Landlock, its own daemon only); the forced command of its SSH key
     renet info [NAME] [--json]           info() of every Rediaccfile, as text (JSON with --json)
     renet watchdog [--interval S] [--once]
                                          start stopped containers per their saved restart policy,
@@ -36,6 +39,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_a
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_secret as _repo_secret
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repository as _repository
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import routes as _routes
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import sandbox as _sandbox
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import watchdog as _watchdog
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import agents as _agents
@@ -96,6 +100,10 @@ def _parser():
                        help="set: a file holding the value it has now (needed to overwrite)")
     proof.add_argument("--rotate", action="store_true", help="set: overwrite without the value it has now")
     secret.add_argument("--json", action="store_true", help="print the result (or the error) as JSON")
+    sandbox = commands.add_parser("sandbox", help="run a session in the repository's kernel sandbox")
+    sandbox.add_argument("--repo", required=True, help="the repository")
+    sandbox.add_argument("args", nargs=argparse.REMAINDER,
+                         help="-- then the command (default: the SSH client's command, else a login shell)")
     info = commands.add_parser("info", help="print info() of every Rediaccfile (of every repository without NAME)")
     info.add_argument("name", nargs="?")
     info.add_argument("--json", action="store_true", help="print {repository: {Rediaccfile: output}} as JSON")
@@ -203,6 +211,8 @@ def _operation(layout, options, environ):
         return options.name, "renet %s" % options.command
     if options.command == "checkpoint" and options.verb != "list":
         return options.name, "renet checkpoint %s" % options.verb
+    if options.command == "sandbox":
+        return options.repo, "renet sandbox"
     if options.command == "secret" and options.verb in ("set", "unset"):
         return options.name, "renet secret %s" % options.verb
     if options.command == "compose":
@@ -272,10 +282,16 @@ def _lifecycle_command(runner, layout, options):
     return 0
 
 
+def _sandbox_command(runner, layout, options):
+    args = options.args[1:] if options.args[:1] == ["--"] else options.args
+    return _sandbox.run(runner, layout, options.repo, args, dict(os.environ),
+                        say_error=lambda text: _say(text, sys.stderr))
+
+
 COMMANDS = {
     "compose": _compose_command, "watchdog": _watchdog_command, "info": _info, "checkpoint": _checkpoint_command,
     "secret": lambda _runner, layout, options: _secret_command(layout, options, sys.stdin),
-    "up": _lifecycle_command, "down": _lifecycle_command,
+    "up": _lifecycle_command, "down": _lifecycle_command, "sandbox": _sandbox_command,
 }
 
 

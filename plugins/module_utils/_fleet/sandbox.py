@@ -1,0 +1,385 @@
+# Copyright: lockbox.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The sandbox gateway: one session in one repository, as the unprivileged ``rediacc`` user.
+
+``renet sandbox --repo NAME`` (the forced command of the repository's SSH key) runs as root
+and, in this order: refuses unless the repository is mounted and its daemon answers; takes a
+mount namespace of its own with a tmpfs for the session (home, TMPDIR, Docker socket); forks
+the session, which enters the repository's cgroup (its network guard), sets no-new-privileges,
+confines itself with Landlock, drops to uid 7111 with no supplementary group and execs the
+command with a clean environment. The gateway stays root only to pass the session's Docker
+requests, judged one by one (``_rules/sandbox``), to the repository's daemon, and writes one
+audit record when the session ends. Any step that fails stops the session before the command
+runs (fail closed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import signal
+import socket
+import threading
+import time
+from urllib.parse import parse_qs, urlsplit
+
+from ansible_collections.lockbox.fleet.plugins.module_utils._core import audit as _audit
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import loopback_net as _loopback_net
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import project as _project
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules import isolation as _isolation
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules import sandbox as _rules
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import landlock as _landlock
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import mount as _mount
+
+MAX_HEAD = 64 << 10
+JUDGED = frozenset(("container", "update", "exec", "volume", "empty"))
+HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "trailer"))
+
+
+class SandboxError(LockboxError):
+    pass
+
+
+# -- the Docker API gate ---------------------------------------------------------------------------
+
+def _read_head(conn):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise ConnectionError("the client closed the connection")
+        data += chunk
+        if len(data) > MAX_HEAD:
+            raise _rules.Refused("the request head is larger than %d bytes" % MAX_HEAD)
+    head, rest = data.split(b"\r\n\r\n", 1)
+    return head, rest
+
+
+def parse_head(head):
+    """(method, target, [(name, value)]) of an HTTP/1.1 request head; raises Refused when it is not one."""
+    try:
+        lines = head.decode("latin-1").split("\r\n")
+        method, target, version = lines[0].split(" ")
+    except ValueError as exc:
+        raise _rules.Refused("not an HTTP/1.1 request") from exc
+    if version not in ("HTTP/1.1", "HTTP/1.0") or not target.startswith("/"):
+        raise _rules.Refused("not an HTTP/1.1 request for a path")
+    headers = []
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            raise _rules.Refused("a malformed request header")
+        headers.append((name, value.strip()))
+    return method, target, headers
+
+
+def _header(headers, name):
+    values = [v for n, v in headers if n.lower() == name]
+    if len(values) > 1:
+        raise _rules.Refused("the request has %d %s headers" % (len(values), name))
+    return values[0] if values else None
+
+
+class Reader:
+    """Bytes of one client connection, with what was read past the head kept first."""
+
+    def __init__(self, conn, rest):
+        self.conn, self.buffer = conn, rest
+
+    def exactly(self, size):
+        while len(self.buffer) < size:
+            chunk = self.conn.recv(65536)
+            if not chunk:
+                raise ConnectionError("the client closed the connection inside a request body")
+            self.buffer += chunk
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+    def line(self):
+        while b"\r\n" not in self.buffer:
+            if len(self.buffer) > MAX_HEAD:
+                raise _rules.Refused("a chunk header is too long")
+            chunk = self.conn.recv(65536)
+            if not chunk:
+                raise ConnectionError("the client closed the connection inside a chunked body")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\r\n", 1)
+        return line
+
+    def chunks(self):
+        """(raw bytes, payload) of each chunk of a chunked body, up to and including its last chunk and trailer."""
+        while True:
+            line = self.line()
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError as exc:
+                raise _rules.Refused("a malformed chunk size") from exc
+            if size == 0:
+                trailer = b""
+                while True:
+                    field = self.line()
+                    trailer += field + b"\r\n"
+                    if not field:
+                        yield line + b"\r\n" + trailer, b""
+                        return
+            data = self.exactly(size + 2)
+            if data[-2:] != b"\r\n":
+                raise _rules.Refused("a chunk without its final CRLF")
+            yield line + b"\r\n" + data, data[:-2]
+
+
+def _body(reader, length, chunked, limit):
+    if chunked:
+        data = b""
+        for _raw, payload in reader.chunks():
+            data += payload
+            if len(data) > limit:
+                raise _rules.Refused("a request body larger than %d bytes is not judged" % limit)
+        return data
+    if length > limit:
+        raise _rules.Refused("a request body larger than %d bytes is not judged" % limit)
+    return reader.exactly(length)
+
+
+def _refusal(message):
+    body = json.dumps({"message": "lockbox sandbox: %s" % message}).encode()
+    return (b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)) + body
+
+
+def _pump(source, target):
+    try:
+        while True:
+            data = source.recv(65536)
+            if not data:
+                break
+            target.sendall(data)
+    except OSError:
+        pass
+    finally:
+        try:
+            target.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+class DockerGate:
+    """Passes one session's Docker API requests to its repository's daemon, each judged first."""
+
+    def __init__(self, repo, upstream, paths, on_refused):
+        self.repo, self.upstream, self.paths, self.on_refused = repo, upstream, paths, on_refused
+        self.refused = []
+
+    def serve(self, listener):
+        thread = threading.Thread(target=self._accept, args=(listener,), daemon=True)
+        thread.start()
+        return thread
+
+    def _accept(self, listener):
+        while True:
+            try:
+                conn, _addr = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def forward(self, conn):
+        """Judge one request; (the upstream socket with the request sent, whether the stream goes both ways)."""
+        head, rest = _read_head(conn)
+        method, target, headers = parse_head(head)
+        how = _rules.route(method, target)
+        _rules.check_query(how, parse_qs(urlsplit(target).query, keep_blank_values=True))
+        length_text, encoding = _header(headers, "content-length"), _header(headers, "transfer-encoding")
+        if length_text is not None and encoding is not None:
+            raise _rules.Refused("a request with both Content-Length and Transfer-Encoding")
+        if encoding is not None and encoding.lower() != "chunked":
+            raise _rules.Refused("transfer encoding %s" % encoding)
+        if length_text is not None and not length_text.isdigit():
+            raise _rules.Refused("a malformed Content-Length")
+        length, chunked = int(length_text or 0), encoding is not None
+        upgrade = "upgrade" in (_header(headers, "connection") or "").lower()
+        reader = Reader(conn, rest)
+        body = None
+        if how in JUDGED:
+            body = _rules.judge_body(how, _body(reader, length, chunked, _rules.MAX_JUDGED_BODY), self.paths)
+        kept = [(n, v) for n, v in headers if n.lower() not in HOP_BY_HOP | {"content-length", "transfer-encoding"}
+                or (upgrade and n.lower() == "connection")]
+        if not upgrade:
+            kept.append(("Connection", "close"))  # one request per connection: the next one is judged anew
+        if body is not None:
+            kept.append(("Content-Length", str(len(body))))
+        elif chunked:
+            kept.append(("Transfer-Encoding", "chunked"))
+        elif length_text is not None:
+            kept.append(("Content-Length", str(length)))
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        upstream.connect(self.upstream)
+        upstream.sendall(("%s %s HTTP/1.1\r\n" % (method, target)).encode("latin-1")
+                         + b"".join(("%s: %s\r\n" % pair).encode("latin-1") for pair in kept) + b"\r\n")
+        if body is not None:
+            upstream.sendall(body)
+        elif chunked:
+            for raw, _payload in reader.chunks():
+                upstream.sendall(raw)
+        elif length:
+            upstream.sendall(reader.exactly(length))
+        if upgrade and reader.buffer:
+            upstream.sendall(reader.buffer)
+        return upstream, upgrade
+
+    def handle(self, conn):
+        upstream = None
+        try:
+            upstream, upgrade = self.forward(conn)
+            if upgrade:
+                threading.Thread(target=_pump, args=(conn, upstream), daemon=True).start()
+            _pump(upstream, conn)
+        except _rules.Refused as refused:
+            self.refused.append(str(refused))
+            self.on_refused(str(refused))
+            try:
+                conn.sendall(_refusal(str(refused)))
+            except OSError:
+                pass
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            for sock in (upstream, conn):
+                if sock is not None:
+                    try:
+                        sock.close()
+                    except OSError:
+                        pass
+
+
+# -- the session ----------------------------------------------------------------------------------
+
+def sandbox_user():
+    try:
+        entry = pwd.getpwnam(_rules.USER)
+    except KeyError:
+        entry = None
+    if entry is None or entry.pw_uid != _rules.UID:
+        raise SandboxError("the sandbox user %s (uid %d) does not exist on this host: apply the "
+                           "lockbox.fleet.machine role" % (_rules.USER, _rules.UID))
+    return entry
+
+
+def _repository(layout, name):
+    record = _state.ready_record(layout.state_dir, name)
+    repo = _project.Repository.from_record(layout, record)
+    if not os.path.ismount(repo.mount):
+        raise SandboxError("repository %s is not mounted: bring it up first (lockbox.fleet.repo_app or renet up)"
+                           % name)
+    if not os.path.exists(_repo_daemon.socket_path(repo.network_id)):
+        raise SandboxError("the Docker daemon of %s is not running (%s): bring the repository up first"
+                           % (name, _repo_daemon.unit_name(repo.network_id)))
+    return repo, record
+
+
+def _private_session_dir(runner, session_dir):
+    """A mount namespace of our own, with a fresh tmpfs for the session (gone when it ends)."""
+    os.unshare(os.CLONE_NEWNS)
+    runner.run(["mount", "--make-rprivate", "/"])
+    os.makedirs(session_dir, mode=0o755, exist_ok=True)
+    _mount.mount(runner, "tmpfs", session_dir, "mode=0755,size=64m,nosuid,nodev")
+    for sub in ("home", "tmp"):
+        os.mkdir(os.path.join(session_dir, sub), 0o700)
+        os.chown(os.path.join(session_dir, sub), _rules.UID, _rules.UID)
+
+
+def _listen(session_dir):
+    path = os.path.join(session_dir, _rules.SOCKET_NAME)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    os.chown(path, _rules.UID, _rules.UID)
+    os.chmod(path, 0o600)
+    listener.listen(16)
+    return listener
+
+
+def _session_cgroup(network_id):
+    """A leaf cgroup under the repository's slice: the session's connections meet its network guard."""
+    parent = _loopback_net.slice_cgroup(_loopback_net.repository_slice(network_id))
+    if not os.path.isdir(parent):
+        raise SandboxError("the cgroup of repository networkId %d (%s) does not exist: bring it up first"
+                           % (network_id, parent))
+    path = os.path.join(parent, "lockbox-sandbox-%d" % os.getpid())
+    os.mkdir(path)
+    return path
+
+
+def _child(repo, cgroup, argv, env, abi):
+    """In the forked session: enter the cgroup, confine, drop to the sandbox user, exec. Never returns."""
+    try:
+        with open(os.path.join(cgroup, "cgroup.procs"), "w") as handle:
+            handle.write(str(os.getpid()))
+        for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        _landlock.restrict_self(_rules.landlock_rules(repo.mount), abi)  # sets no-new-privs first
+        os.setgroups([])
+        os.setgid(_rules.UID)
+        os.setuid(_rules.UID)
+        os.chdir(repo.mount)
+        os.execvpe(argv[0], argv, env)
+    except BaseException as exc:  # noqa: BLE001 - nothing may run unconfined: report and leave
+        os.write(2, ("renet sandbox: the session could not start: %s\n" % exc).encode())
+    finally:
+        os._exit(126)
+
+
+def command_for(args, environ):
+    """What the session runs: the arguments given, else the SSH client's command, else a login shell."""
+    if args:
+        return list(args)
+    if environ.get("SSH_ORIGINAL_COMMAND"):
+        return ["/bin/bash", "-c", environ["SSH_ORIGINAL_COMMAND"]]
+    return ["/bin/bash", "-l"]
+
+
+def run(runner, layout, name, args, environ, say_error):
+    """Run one sandbox session; its exit code (126 when the sandbox could not be built)."""
+    if os.geteuid() != 0:
+        raise SandboxError("renet sandbox must run as root (it is the forced command of a repository's SSH key)")
+    argv = command_for(args, environ)
+    repo, _record = _repository(layout, name)
+    sandbox_user()
+    abi = _landlock.abi_version()
+    if abi < 1:
+        raise SandboxError("this kernel has no Landlock (landlock(7)): the sandbox cannot be built, so it is refused")
+    started = time.monotonic()
+    paths = _isolation.HostPaths(repo.mount, repo.mount, network_id=repo.network_id)
+    gate = DockerGate(repo, _repo_daemon.socket_path(repo.network_id), paths,
+                      lambda why: _audit.record("sandbox-refused", repository=name, reason=why))
+    _private_session_dir(runner, _rules.SESSION_DIR)
+    listener = _listen(_rules.SESSION_DIR)
+    cgroup = _session_cgroup(repo.network_id)
+    env = _rules.environment(repo, term=environ.get("TERM"))
+    pid = os.fork()
+    if pid == 0:
+        listener.close()
+        _child(repo, cgroup, argv, env, abi)
+    for sig in (signal.SIGINT, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_IGN)  # the terminal's keys are for the session
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: os.kill(pid, signum))
+    gate.serve(listener)
+    status = os.waitpid(pid, 0)[1]
+    code = os.waitstatus_to_exitcode(status)
+    code = 128 - code if code < 0 else code
+    listener.close()
+    try:
+        os.rmdir(cgroup)
+    except OSError as exc:
+        say_error("renet sandbox: the session's cgroup %s stays: %s" % (cgroup, exc))
+    _audit.record("sandbox-session", repository=name, network_id=repo.network_id, command=argv,
+                  exit_code=code, duration_s=round(time.monotonic() - started, 3),
+                  outcome="ok" if code == 0 else "failed", refused=gate.refused,
+                  ssh_client=environ.get("SSH_CLIENT", "").split(" ")[0] or None)
+    return code
+
