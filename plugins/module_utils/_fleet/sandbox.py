@@ -270,8 +270,11 @@ def sandbox_user():
     return entry
 
 
-def _repository(layout, name):
+def _repository(layout, name, guid=None):
     record = _state.ready_record(layout.state_dir, name)
+    if guid is not None and record["guid"] != guid:
+        raise SandboxError("this key was given to an earlier repository named %s (GUID %s); the repository of that "
+                           "name now is another one: ask for a key of its own" % (name, guid))
     repo = _project.Repository.from_record(layout, record)
     if not os.path.ismount(repo.mount):
         raise SandboxError("repository %s is not mounted: bring it up first (lockbox.fleet.repo_app or renet up)"
@@ -342,12 +345,12 @@ def command_for(args, environ):
     return ["/bin/bash", "-l"]
 
 
-def run(runner, layout, name, args, environ, say_error):
+def run(runner, layout, name, args, environ, say_error, guid=None):
     """Run one sandbox session; its exit code (126 when the sandbox could not be built)."""
     if os.geteuid() != 0:
         raise SandboxError("renet sandbox must run as root (it is the forced command of a repository's SSH key)")
     argv = command_for(args, environ)
-    repo, _record = _repository(layout, name)
+    repo, _record = _repository(layout, name, guid)
     sandbox_user()
     abi = _landlock.abi_version()
     if abi < 1:

@@ -102,6 +102,7 @@ def _parser():
     secret.add_argument("--json", action="store_true", help="print the result (or the error) as JSON")
     sandbox = commands.add_parser("sandbox", help="run a session in the repository's kernel sandbox")
     sandbox.add_argument("--repo", required=True, help="the repository")
+    sandbox.add_argument("--guid", help="refuse unless the repository has this GUID (set by its SSH key)")
     sandbox.add_argument("args", nargs=argparse.REMAINDER,
                          help="-- then the command (default: the SSH client's command, else a login shell)")
     info = commands.add_parser("info", help="print info() of every Rediaccfile (of every repository without NAME)")
@@ -284,7 +285,7 @@ def _lifecycle_command(runner, layout, options):
 
 def _sandbox_command(runner, layout, options):
     args = options.args[1:] if options.args[:1] == ["--"] else options.args
-    return _sandbox.run(runner, layout, options.repo, args, dict(os.environ),
+    return _sandbox.run(runner, layout, options.repo, args, dict(os.environ), guid=options.guid,
                         say_error=lambda text: _say(text, sys.stderr))
 
 

@@ -219,19 +219,27 @@ class Upstream:
         self.server.listen(4)
         threading.Thread(target=self._serve, daemon=True).start()
 
+    @staticmethod
+    def _complete(data):
+        if b"\r\n\r\n" not in data:
+            return False
+        head, body = data.split(b"\r\n\r\n", 1)
+        if b"Transfer-Encoding: chunked" in head:
+            return body.endswith(b"0\r\n\r\n")
+        length = [int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.startswith(b"Content-Length:")]
+        return len(body) >= (length[0] if length else 0)
+
     def _serve(self):
         while True:
             conn, _ = self.server.accept()
             conn.settimeout(2)
             data = b""
             try:
-                while True:
+                while not self._complete(data):
                     chunk = conn.recv(65536)
                     if not chunk:
                         break
                     data += chunk
-                    if data.endswith(b"\r\n\r\n") or b"}" in data or data.endswith(b"0\r\n\r\n"):
-                        break
             except OSError:
                 pass
             self.received.append(data)
@@ -298,3 +306,80 @@ def test_ambiguous_framing_is_refused(tmp_path, paths, extra, why):
     answer, received, _refused = exchange(tmp_path, paths, b"POST /v1.45/containers/x/exec HTTP/1.1\r\n" + extra
                                           + b"\r\n{}")
     assert answer.startswith(b"HTTP/1.1 403") and why in answer and received == []
+
+
+# -- the repository's SSH key ---------------------------------------------------------------------
+
+ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH1wZhUnCrFEIHJNbJ11+wJJqOoS6cMRSkgxp2T0Hi/J agent@laptop"
+OTHER = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMaYhlLibAzxa8d0aIrE2JMdpvS3OM/G4Xgl5b9H50mA admin"
+
+
+@pytest.fixture
+def keyed(tmp_path):
+    from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
+    state_dir = str(tmp_path / "state")
+    with _state.HostState(state_dir) as host:
+        host.put({"name": "shop:agent", "guid": "6c1f0a52-0b53-4c55-a1f3-0f4a8c2e9d11",
+                  "network_id": 2880, "status": _state.READY, "is_fork": True})
+    return state_dir, str(tmp_path / "root" / ".ssh" / "authorized_keys")
+
+
+def key_run(keyed, check_mode=False, **params):
+    from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import sandbox_key as _sandbox_key
+    state_dir, path = keyed
+    return _sandbox_key.run(None, dict(params, state_dir=state_dir), check_mode=check_mode, authorized_keys=path)
+
+
+def test_the_key_line_is_built_by_lockbox_with_the_forced_command_and_no_forwarding(keyed):
+    assert key_run(keyed, check_mode=True, repository="shop:agent", public_key=ED25519)["changed"]
+    assert not os.path.exists(keyed[1])
+    assert key_run(keyed, repository="shop:agent", public_key=ED25519)["changed"]
+    line = open(keyed[1]).read()
+    assert line == ('restrict,pty,command="/usr/local/bin/renet sandbox --repo shop:agent --guid '
+                    '6c1f0a52-0b53-4c55-a1f3-0f4a8c2e9d11" ssh-ed25519 %s lockbox-sandbox:shop:agent\n'
+                    % ED25519.split()[1])
+    assert oct(os.stat(keyed[1]).st_mode & 0o777) == "0o600"
+    assert not key_run(keyed, repository="shop:agent", public_key=ED25519)["changed"]
+    assert not key_run(keyed, check_mode=True, repository="shop:agent", public_key=ED25519)["changed"]
+    assert key_run(keyed, repository="shop:agent", state="absent")["changed"]
+    assert open(keyed[1]).read() == ""
+
+
+@pytest.mark.parametrize("text,why", [
+    ('command="/bin/sh" ' + ED25519, "not an SSH public key type"),
+    ("no-pty " + ED25519, "not an SSH public key type"),
+    (ED25519 + "\n" + OTHER, "one OpenSSH public key line"),
+    ("ssh-ed25519", "one OpenSSH public key line"),
+    ("ssh-ed25519 not*base64", "not base64"),
+    ("ssh-rsa " + ED25519.split()[1], "does not hold a ssh-rsa key"),
+    ("", "one OpenSSH public key line"),
+])
+def test_what_is_not_one_plain_public_key_is_refused(keyed, text, why):
+    with pytest.raises(Exception, match=why):
+        key_run(keyed, repository="shop:agent", public_key=text)
+    assert not os.path.exists(keyed[1])
+
+
+def test_a_key_that_already_logs_in_as_root_is_refused_and_nothing_changes(keyed):
+    os.makedirs(os.path.dirname(keyed[1]))
+    with open(keyed[1], "w") as handle:
+        handle.write("# admins\n" + OTHER + "\n" + 'from="10.0.0.0/8",no-agent-forwarding ' + ED25519 + "\n")
+    before = open(keyed[1]).read()
+    with pytest.raises(Exception, match="already logs in as root without the sandbox"):
+        key_run(keyed, repository="shop:agent", public_key=ED25519)
+    assert open(keyed[1]).read() == before
+
+
+def test_one_key_opens_one_repository(keyed):
+    from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
+    with _state.HostState(keyed[0]) as host:
+        host.put({"name": "blog", "guid": "0b0e3f36-4c0e-4a55-9d7a-1f3b8f1c2a33", "network_id": 2944,
+                  "status": _state.READY, "is_fork": False})
+    key_run(keyed, repository="blog", public_key=ED25519)
+    with pytest.raises(Exception, match="already opens the sandbox of repository blog"):
+        key_run(keyed, repository="shop:agent", public_key=ED25519)
+
+
+def test_a_key_for_an_unknown_repository_is_refused(keyed):
+    with pytest.raises(Exception, match="unknown repository 'nope'"):
+        key_run(keyed, repository="nope", public_key=ED25519)
