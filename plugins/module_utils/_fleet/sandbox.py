@@ -290,7 +290,7 @@ def _private_session_dir(runner, session_dir):
     os.unshare(os.CLONE_NEWNS)
     runner.run(["mount", "--make-rprivate", "/"])
     os.makedirs(session_dir, mode=0o755, exist_ok=True)
-    _mount.mount(runner, "tmpfs", session_dir, "mode=0755,size=64m,nosuid,nodev")
+    _mount.mount(runner, "tmpfs", session_dir, "mode=0755,size=64m,nosuid,nodev", fstype="tmpfs")
     for sub in ("home", "tmp"):
         os.mkdir(os.path.join(session_dir, sub), 0o700)
         os.chown(os.path.join(session_dir, sub), _rules.UID, _rules.UID)

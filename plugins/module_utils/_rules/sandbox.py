@@ -85,6 +85,7 @@ ENDPOINTS = [(m, re.compile("^%s$" % p), how) for m, p, how in (
 )]
 # A request body larger than this is not read to be judged.
 MAX_JUDGED_BODY = 4 << 20
+NETWORK_MODES = frozenset(("", "default", "host", "none"))
 SAFE_LOG_DRIVERS = frozenset(("", "json-file", "local", "none"))
 # Fields of a container's HostConfig that only lockbox sets, or that reach the host.
 HOST_ONLY_FIELDS = {
@@ -216,12 +217,16 @@ def _container(data, paths):
     if log_driver not in SAFE_LOG_DRIVERS:
         problems.append("log driver %s sends logs from the host (json-file, local and none are allowed)" % log_driver)
     mode = str(host.get("NetworkMode") or "")
-    if mode not in ("", "default", "host", "none"):
-        problems.append("network mode %s: a repository's containers use the host network on its own loopback "
-                        "addresses" % mode)
+    endpoints = (data.get("NetworkingConfig") or {}).get("EndpointsConfig") or {}
+    for network in [mode, *endpoints]:
+        if network not in NETWORK_MODES:
+            problems.append("network mode %s: a repository's containers use the host network on its own loopback "
+                            "addresses" % network)
     if problems:
         raise Refused("; ".join(p.replace("service (container): ", "") for p in problems))
     host["NetworkMode"] = "none" if mode == "none" else "host"
+    if endpoints:  # the CLI names the network it asked for; the daemon would look for one called "default"
+        data["NetworkingConfig"] = {"EndpointsConfig": {host["NetworkMode"]: {}}}
     # Host paths go on resolved, as judged (dockerd must not follow a link changed in between).
     if binds:
         host["Binds"] = [":".join([v["source"], v["target"]] + ([options] if options is not None else []))

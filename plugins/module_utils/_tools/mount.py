@@ -6,8 +6,8 @@
 from __future__ import annotations
 
 
-def mount(runner, device, target, options):
-    runner.run(["mount", "-o", options, device, target])
+def mount(runner, device, target, options, fstype=None):
+    runner.run(["mount", *(["-t", fstype] if fstype else []), "-o", options, device, target])
 
 
 def umount(runner, target, recursive=False):

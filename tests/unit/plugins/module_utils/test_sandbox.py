@@ -102,10 +102,13 @@ def test_an_import_from_the_request_body_and_a_plain_build_pass():
     ({"NetworkMode": "bridge"}, "network mode bridge"),
     ({"NetworkMode": "container:other"}, "network mode"),
     ({"Binds": ["a:b:c:d"]}, "source:target"),
+    ({"NetworkMode": "host", "_endpoints": {"other-project_default": {}}}, "network mode other-project_default"),
 ])
 def test_container_settings_that_reach_outside_are_refused(paths, host, why):
+    endpoints = host.pop("_endpoints", None)
+    body = create(host, **({"NetworkingConfig": {"EndpointsConfig": endpoints}} if endpoints else {}))
     with pytest.raises(_rules.Refused, match=why):
-        _rules.judge_body("container", create(host), paths)
+        _rules.judge_body("container", body, paths)
 
 
 def test_a_bind_through_a_link_to_another_repository_is_judged_where_it_resolves(paths, mount):
@@ -124,7 +127,9 @@ def test_an_allowed_container_goes_on_resolved_in_the_host_network_without_raw_s
             "Mounts": [{"Type": "bind", "Source": "%s//data" % mount, "Target": "/d2"},
                        {"Type": "tmpfs", "Target": "/t"}],
             "NetworkMode": "default", "RestartPolicy": {"Name": "always"}}
-    out = json.loads(_rules.judge_body("container", create(host, Env=["A=1"]), paths))
+    body = create(host, Env=["A=1"], NetworkingConfig={"EndpointsConfig": {"default": {"Aliases": None}}})
+    out = json.loads(_rules.judge_body("container", body, paths))
+    assert out["NetworkingConfig"] == {"EndpointsConfig": {"host": {}}}
     assert out["HostConfig"]["Binds"] == ["%s/data:/data:ro,z" % mount, "cache:/cache"]
     assert out["HostConfig"]["Mounts"][0]["Source"] == "%s/data" % mount
     assert out["HostConfig"]["NetworkMode"] == "host"
