@@ -22,8 +22,8 @@ description:
   - The client's command (C(ssh root@host 'docker ps')) runs inside the sandbox; without one, a login shell.
     Each session ends with one JSON record in the host audit trail (C(journalctl -t lockbox-audit)).
   - A key that already logs in as root without the sandbox, or that opens another repository's sandbox, is
-    refused (sshd uses the first line that matches a key). The key is pinned to the repository's GUID:
-    a later repository of the same name does not accept it.
+    refused (sshd uses the first line that matches a key). The key is pinned to the repository's GUID, so a
+    later repository of the same name does not accept it.
 author:
   - lockbox.fleet developers (@lockbox-fleet)
 extends_documentation_fragment:

@@ -85,6 +85,18 @@ def _header(headers, name):
     return values[0] if values else None
 
 
+def framing(headers):
+    """(Content-Length as written, its value, chunked): one of the two at most, never ambiguous."""
+    length_text, encoding = _header(headers, "content-length"), _header(headers, "transfer-encoding")
+    if length_text is not None and encoding is not None:
+        raise _rules.Refused("a request with both Content-Length and Transfer-Encoding")
+    if encoding is not None and encoding.lower() != "chunked":
+        raise _rules.Refused("transfer encoding %s" % encoding)
+    if length_text is not None and not length_text.isdigit():
+        raise _rules.Refused("a malformed Content-Length")
+    return length_text, int(length_text or 0), encoding is not None
+
+
 class Reader:
     """Bytes of one client connection, with what was read past the head kept first."""
 
@@ -194,14 +206,7 @@ class DockerGate:
         method, target, headers = parse_head(head)
         how = _rules.route(method, target)
         _rules.check_query(how, parse_qs(urlsplit(target).query, keep_blank_values=True))
-        length_text, encoding = _header(headers, "content-length"), _header(headers, "transfer-encoding")
-        if length_text is not None and encoding is not None:
-            raise _rules.Refused("a request with both Content-Length and Transfer-Encoding")
-        if encoding is not None and encoding.lower() != "chunked":
-            raise _rules.Refused("transfer encoding %s" % encoding)
-        if length_text is not None and not length_text.isdigit():
-            raise _rules.Refused("a malformed Content-Length")
-        length, chunked = int(length_text or 0), encoding is not None
+        length_text, length, chunked = framing(headers)
         upgrade = "upgrade" in (_header(headers, "connection") or "").lower()
         reader = Reader(conn, rest)
         body = None
@@ -329,8 +334,8 @@ def _child(repo, cgroup, argv, env, abi):
         os.setgid(_rules.UID)
         os.setuid(_rules.UID)
         os.chdir(repo.mount)
-        os.execvpe(argv[0], argv, env)
-    except BaseException as exc:  # noqa: BLE001 - nothing may run unconfined: report and leave
+        os.execvpe(argv[0], argv, env)  # noqa: S606 - the session's own command, confined
+    except BaseException as exc:  # nothing may run unconfined: report and leave
         os.write(2, ("renet sandbox: the session could not start: %s\n" % exc).encode())
     finally:
         os._exit(126)
@@ -345,7 +350,7 @@ def command_for(args, environ):
     return ["/bin/bash", "-l"]
 
 
-def run(runner, layout, name, args, environ, say_error, guid=None):
+def run(runner, layout, name, args, *, environ, say_error, guid=None):
     """Run one sandbox session; its exit code (126 when the sandbox could not be built)."""
     if os.geteuid() != 0:
         raise SandboxError("renet sandbox must run as root (it is the forced command of a repository's SSH key)")
@@ -385,4 +390,3 @@ def run(runner, layout, name, args, environ, say_error, guid=None):
                   outcome="ok" if code == 0 else "failed", refused=gate.refused,
                   ssh_client=environ.get("SSH_CLIENT", "").split(" ")[0] or None)
     return code
-

@@ -80,7 +80,7 @@ def plan(lines, name, guid, key, state):
             why = ("it already opens the sandbox of repository %s (one key per repository)" % owner if owner else
                    "it already logs in as root without the sandbox (sshd would use that line first)")
             return lines, False, "this key cannot be the sandbox key of %s: %s" % (name, why)
-    return others + [wanted], ours != [wanted], None
+    return [*others, wanted], ours != [wanted], None
 
 
 def run(_runner, params, check_mode=False, authorized_keys=AUTHORIZED_KEYS):

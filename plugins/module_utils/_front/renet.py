@@ -208,14 +208,12 @@ def _secret_command(layout, options, stdin):
 
 def _operation(layout, options, environ):
     """(repository, what is asked) of a mutating or shell command, or (None, None) for the others."""
-    if options.command in ("up", "down"):
-        return options.name, "renet %s" % options.command
-    if options.command == "checkpoint" and options.verb != "list":
-        return options.name, "renet checkpoint %s" % options.verb
-    if options.command == "sandbox":
-        return options.repo, "renet sandbox"
-    if options.command == "secret" and options.verb in ("set", "unset"):
-        return options.name, "renet secret %s" % options.verb
+    verb = getattr(options, "verb", None)
+    guarded = {"up": True, "down": True, "sandbox": True, "checkpoint": verb != "list",
+               "secret": verb in ("set", "unset")}
+    if guarded.get(options.command):
+        name = options.repo if options.command == "sandbox" else options.name
+        return name, " ".join(["renet", options.command, *([verb] if verb else [])])
     if options.command == "compose":
         args = options.args[1:] if options.args[:1] == ["--"] else options.args
         command = _project.split_compose_args(args)[1]
@@ -285,7 +283,7 @@ def _lifecycle_command(runner, layout, options):
 
 def _sandbox_command(runner, layout, options):
     args = options.args[1:] if options.args[:1] == ["--"] else options.args
-    return _sandbox.run(runner, layout, options.repo, args, dict(os.environ), guid=options.guid,
+    return _sandbox.run(runner, layout, options.repo, args, environ=dict(os.environ), guid=options.guid,
                         say_error=lambda text: _say(text, sys.stderr))
 
 

@@ -162,7 +162,7 @@ def _volume_problems(paths, name, service, top_volumes):
     return problems
 
 
-def _named_volume_problems(paths, volumes):
+def named_volume_problems(paths, volumes):
     """Top-level volumes: the local driver, and driver_opts only for a bind inside the mount or tmpfs."""
     problems = []
     for name, declared in (volumes or {}).items():
@@ -320,7 +320,7 @@ def model_problems(model, mount, project_dir, realpath=os.path.realpath, network
                 for key in model if key not in TOP_LEVEL_KEYS and not str(key).startswith("x-")]
     for name, service in services.items():
         problems += service_problems(paths, name, service or {}, services, top_volumes)
-    problems += _named_volume_problems(paths, top_volumes)
+    problems += named_volume_problems(paths, top_volumes)
     problems += _file_problems(paths, model.get("secrets"), "secret")
     problems += _file_problems(paths, model.get("configs"), "config")
     return problems, paths.foreign_secrets

@@ -14,6 +14,7 @@ of endpoints, and for what creates containers and volumes the same rule as a com
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import isolation as _isolation
@@ -25,8 +26,8 @@ SESSION_DIR = "/run/rediacc/sandbox"
 SOCKET_NAME = "docker.sock"
 
 READ = ("execute", "read_file", "read_dir")
-WRITE = READ + ("write_file", "remove_dir", "remove_file", "make_dir", "make_reg", "make_sock", "make_fifo",
-                "make_sym", "refer", "truncate")
+WRITE = (*READ, "write_file", "remove_dir", "remove_file", "make_dir", "make_reg", "make_sock", "make_fifo",
+         "make_sym", "refer", "truncate")
 # The system a shell needs, read-only (file modes still apply: /etc/shadow stays root's).
 READ_ONLY_TREES = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc", "/opt", "/proc", "/sys",
                    "/run/systemd/resolve")
@@ -39,7 +40,7 @@ def landlock_rules(mount, session_dir=SESSION_DIR, exists=None):
     import os
     exists = exists or os.path.exists
     rules = [(path, READ) for path in READ_ONLY_TREES]
-    rules += [(path, WRITE + ("ioctl_dev",)) for path in DEVICES]
+    rules += [(path, (*WRITE, "ioctl_dev")) for path in DEVICES]
     rules += [(mount, WRITE), (session_dir, WRITE)]
     return [(path, rights) for path, rights in rules if exists(path)]
 
@@ -47,7 +48,8 @@ def landlock_rules(mount, session_dir=SESSION_DIR, exists=None):
 def environment(repo, session_dir=SESSION_DIR, term=None):
     """The session's whole environment: nothing of the gateway's own is passed on."""
     env = {
-        "HOME": session_dir + "/home", "TMPDIR": session_dir + "/tmp", "USER": USER, "LOGNAME": USER,
+        "HOME": posixpath.join(session_dir, "home"), "TMPDIR": posixpath.join(session_dir, "tmp"),
+        "USER": USER, "LOGNAME": USER,
         "SHELL": "/bin/bash", "PATH": "/usr/local/bin:/usr/bin:/bin",
         "DOCKER_HOST": "unix://%s/%s" % (session_dir, SOCKET_NAME),
         "REDIACC_REPOSITORY": repo.name, "REDIACC_NETWORK_ID": str(repo.network_id),
@@ -146,7 +148,7 @@ def judge_body(how, body, paths):
     elif how == "exec" and data.get("Privileged"):
         raise Refused("a privileged exec gives the process the whole host")
     elif how == "volume":
-        problems = _isolation._named_volume_problems(  # noqa: SLF001 (one rule, shared)
+        problems = _isolation.named_volume_problems(
             paths, {str(data.get("Name") or "(unnamed)"): {"driver": data.get("Driver"),
                                                            "driver_opts": data.get("DriverOpts")}})
         if problems:
@@ -161,8 +163,8 @@ ANY_VALUE_REFUSED = frozenset(("MaskedPaths", "ReadonlyPaths"))
 def _host_only(host):
     for key, why in HOST_ONLY_FIELDS.items():
         value = host.get(key)
-        if key in ANY_VALUE_REFUSED and value is not None or value not in (None, "", [], {}) \
-                and not (key == "Runtime" and value == "runc"):
+        present = value is not None if key in ANY_VALUE_REFUSED else value not in (None, "", [], {})
+        if present and not (key == "Runtime" and value == "runc"):
             raise Refused("%s %s" % (key, why))
 
 
@@ -189,8 +191,8 @@ def _mounts(host):
                         "read_only": bool(mount.get("ReadOnly"))})
         driver = (mount.get("VolumeOptions") or {}).get("DriverConfig") or {}
         if kind == "volume" and driver:
-            named[str(mount.get("Source") or "(anonymous)")] = {"driver": driver.get("Name"),
-                                                                 "driver_opts": driver.get("Options")}
+            source = str(mount.get("Source") or "(anonymous)")
+            named[source] = {"driver": driver.get("Name"), "driver_opts": driver.get("Options")}
     return volumes, named
 
 
@@ -212,7 +214,7 @@ def _container(data, paths):
     # Every named volume of this daemon is the repository's own (its options were judged when it was created).
     own_volumes = {v["source"]: {} for v in volumes if v["type"] == "volume" and v.get("source")}
     problems = _isolation.service_problems(paths, "(container)", service, {}, own_volumes)
-    problems += _isolation._named_volume_problems(paths, named)  # noqa: SLF001 (one rule, shared)
+    problems += _isolation.named_volume_problems(paths, named)
     log_driver = str((host.get("LogConfig") or {}).get("Type") or "")
     if log_driver not in SAFE_LOG_DRIVERS:
         problems.append("log driver %s sends logs from the host (json-file, local and none are allowed)" % log_driver)
@@ -231,9 +233,9 @@ def _container(data, paths):
     if binds:
         host["Binds"] = [":".join([v["source"], v["target"]] + ([options] if options is not None else []))
                          for v, options in binds]
-    for mount, volume in zip(host.get("Mounts") or [], mounts):
+    for index, volume in enumerate(mounts):
         if volume["type"] == "bind":
-            mount["Source"] = volume["source"]
+            host["Mounts"][index]["Source"] = volume["source"]
     # Raw sockets in the host network namespace bypass the loopback guard (as for compose).
     drops = [c for c in host.get("CapDrop") or [] if str(c).upper().removeprefix("CAP_") != "NET_RAW"]
     host["CapDrop"] = [*drops, "NET_RAW"]
