@@ -18,6 +18,12 @@ description:
     the /26 (the caller gets EPERM). Each service's own IP is applied by C(renet compose) in the
     service's slice C(rediacc-<n>-s<slot>.slice), which runs before this guard.
   - Processes outside the slice (the host, the router) are not affected and reach every repository.
+  - A fork's egress is limited. Its containers and sandbox sessions reach its own /26, the host's stub
+    resolver (C(127.0.0.53) port 53) and the IPv4 networks in its allowlist (O(egress_allow)), nothing else.
+    Connects and UDP sends elsewhere fail with EPERM; real IPv6 destinations are refused. A new fork's
+    allowlist is empty, so its parent's production endpoints (databases, APIs, the host's router, which
+    would route to the parent) stay out of reach until the operator names them. Grand repositories are not
+    limited.
   - Linux routes all of C(127.0.0.0/8) to the loopback device, so no address has to be added.
   - C(state=absent) stops the service slices and the repository slice and detaches the programs;
     the repository's daemon must be stopped first (see M(lockbox.fleet.repo_daemon)).
@@ -29,6 +35,14 @@ extends_documentation_fragment:
   - lockbox.fleet.repo
   - lockbox.fleet.repo.NAME
 options:
+  egress_allow:
+    description:
+      - A fork's egress allowlist, replacing the one it has. IPv4 addresses or networks
+        (C(192.0.2.10), C(10.20.0.0/16), C(0.0.0.0/0) for any host); loopback is judged first, so no
+        entry opens another repository's addresses, and entries inside C(127.0.0.0/8) are refused. An empty list
+        allows nothing beyond loopback. Refused for a grand repository. Omitted, the allowlist is left as it is.
+    type: list
+    elements: str
   state:
     description: Whether the slice and its programs are in place.
     type: str
@@ -42,6 +56,11 @@ EXAMPLES = r"""
 - name: Isolate the network of repository marketing
   lockbox.fleet.loopback_net:
     name: marketing
+
+- name: Let the fork marketing:try reach the staging database and nothing else outside
+  lockbox.fleet.loopback_net:
+    name: marketing:try
+    egress_allow: [10.20.0.15]
 
 - name: Remove its rules (after its daemon is stopped)
   lockbox.fleet.loopback_net:
@@ -68,6 +87,7 @@ network:
     cgroup: /sys/fs/cgroup/rediacc.slice/rediacc-6336.slice
     guarded: true
     services: [{"slot": 0, "slice": "rediacc-6336-s0.slice", "address": "127.0.24.194"}]
+    egress_allow: null
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -80,6 +100,7 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             name=dict(type="str", required=True),
+            egress_allow=dict(type="list", elements="str"),
             state=dict(type="str", choices=["present", "absent"], default="present"),
             **_module.LAYOUT_ARGS),
         supports_check_mode=True,

@@ -102,15 +102,19 @@ def address(network_id, offset):
     return str(ipaddress.IPv4Address(int(LOOPBACK) + network_id + offset))
 
 
-def _rules(attach, target, guard_base, alias_bases=()):
+def _rules(attach, target, guard_base, alias_bases=(), egress=None):  # noqa: PLR0917
     """Instructions of one program.
 
     ``target``: the address binds of 0.0.0.0/127.0.0.1 (and connects to localhost) become.
     ``guard_base``: when set, refuse loopback addresses outside the /26 at this base.
     ``alias_bases``: /26 bases whose addresses become the same offset in ``guard_base``'s /26.
+    ``egress``: None (no limit), or the IPv4 networks connects and sends may reach beyond
+    loopback (a fork's allowlist; real IPv6 destinations are then refused).
     Registers: w2 = the IPv4 address in question, r1 = context (never clobbered).
     """
     family6 = attach.endswith("6")
+    limited = egress is not None and guard_base is not None and not attach.startswith("bind")
+    foreign6 = "refuse" if limited else "allow"
     word = CTX_USER_IP6 + 12 if family6 else CTX_USER_IP4
     target_word = u32_of(socket.inet_aton(target))
     items = []
@@ -118,15 +122,15 @@ def _rules(attach, target, guard_base, alias_bases=()):
         items += [(LDX_W, 3, 1, CTX_USER_PORT, 0),
                   (JEQ32_K, 3, 0, "allow", 0)]          # port 0: a client's bind, leave it
     if family6:
-        items += [(LDX_W, 3, 1, CTX_USER_IP6, 0), (JNE32_K, 3, 0, "allow", 0),
-                  (LDX_W, 3, 1, CTX_USER_IP6 + 4, 0), (JNE32_K, 3, 0, "allow", 0),
+        items += [(LDX_W, 3, 1, CTX_USER_IP6, 0), (JNE32_K, 3, 0, foreign6, 0),
+                  (LDX_W, 3, 1, CTX_USER_IP6 + 4, 0), (JNE32_K, 3, 0, foreign6, 0),
                   (LDX_W, 3, 1, CTX_USER_IP6 + 8, 0),
                   (LDX_W, 2, 1, word, 0),
                   (JEQ32_K, 3, 0, "mapped", _V4_MAPPED_WORD),
-                  (JNE32_K, 3, 0, "allow", 0),              # a real IPv6 address
+                  (JNE32_K, 3, 0, foreign6, 0),             # a real IPv6 address
                   (JEQ32_K, 2, 0, "rewrite6", 0),           # ::
                   (JEQ32_K, 2, 0, "rewrite6", _V6_LOOPBACK_WORD),  # ::1
-                  (JA, 0, 0, "allow", 0),
+                  (JA, 0, 0, foreign6, 0),
                   ("label", "rewrite6"),
                   (MOV32_K, 3, 0, 0, _V4_MAPPED_WORD),
                   (STX_W, 1, 3, CTX_USER_IP6 + 8, 0),
@@ -159,26 +163,60 @@ def _rules(attach, target, guard_base, alias_bases=()):
                       (LDX_W, 3, 1, CTX_USER_PORT, 0),
                       (JEQ32_K, 3, 0, "allow", _DNS_PORT),
                       ("label", "not_resolver")]
+        # Not loopback: another host. Not ours to judge, unless the repository is a fork.
         items += [(MOV32_X, 3, 2, 0, 0), (AND32_K, 3, 0, 0, _FIRST_OCTET_MASK),
-                  (JNE32_K, 3, 0, "allow", _LOOPBACK_OCTET),          # not loopback: not ours to judge
+                  (JNE32_K, 3, 0, "outside" if limited else "allow", _LOOPBACK_OCTET),
                   (MOV32_X, 3, 2, 0, 0), (AND32_K, 3, 0, 0, _MASK26),
                   (JEQ32_K, 3, 0, "allow", u32_of(socket.inet_aton(guard_base))),
-                  (MOV64_K, 0, 0, 0, 0), (EXIT, 0, 0, 0, 0)]       # another repository's address: refuse
+                  (JA, 0, 0, "refuse", 0)]                             # another repository's address
+        if limited:
+            items.append(("label", "outside"))
+            for network in egress:
+                net = ipaddress.IPv4Network(network)
+                items += [(MOV32_X, 3, 2, 0, 0), (AND32_K, 3, 0, 0, u32_of(net.netmask.packed)),
+                          (JEQ32_K, 3, 0, "allow", u32_of(net.network_address.packed))]
+            items.append((JA, 0, 0, "refuse", 0))
     items += [("label", "allow"), (MOV64_K, 0, 0, 0, 1), (EXIT, 0, 0, 0, 0)]
+    if guard_base is not None or limited:
+        items += [("label", "refuse"), (MOV64_K, 0, 0, 0, 0), (EXIT, 0, 0, 0, 0)]
     return items
+
+
+def check_egress(networks):
+    """A fork's egress allowlist as sorted IPv4 networks (``10.0.0.0/8``, ``192.0.2.10``); a clear error else."""
+    checked = set()
+    for written in networks or []:
+        try:
+            net = ipaddress.ip_network(str(written), strict=False)
+        except ValueError as exc:
+            raise InvalidInput("egress_allow entry %r is not an IPv4 address or network (%s)" % (written, exc)) from exc
+        if net.version != 4:
+            raise InvalidInput("egress_allow entry %r is IPv6: forks reach IPv4 networks only" % (written,))
+        if net.subnet_of(ipaddress.IPv4Network("127.0.0.0/8")):
+            # The guard judges loopback before the allowlist: a wider entry never opens it either.
+            raise InvalidInput("egress_allow entry %r is loopback, where other repositories live: a fork reaches "
+                               "its own /26 and the host's resolver, and no other loopback address" % (written,))
+        checked.add(str(net))
+    return sorted(checked, key=lambda n: ipaddress.IPv4Network(n))
 
 
 def _base(network_id):
     return subnet(network_id).split("/", maxsplit=1)[0]
 
 
-def repository_programs(network_id, aliases=()):
-    """The guard of the repository's slice; ``aliases``: networkIds whose addresses mean its own."""
+def repository_programs(network_id, aliases=(), egress=None):
+    """The guard of the repository's slice; ``aliases``: networkIds whose addresses mean its own;
+    ``egress``: for a fork, the networks beyond loopback it may reach (None: no limit)."""
     own = address(network_id, REPOSITORY_ADDRESS_OFFSET)
     alias_bases = [_base(a) for a in sorted(set(aliases)) if a != network_id]
     return [_bpf.Program("%sr%d_%s" % (NAME_PREFIX, network_id, a[:1] + a[-1]), a,
-                         _rules(a, own, _base(network_id), alias_bases))
+                         _rules(a, own, _base(network_id), alias_bases, egress))
             for a in ATTACH_POINTS]
+
+
+def egress_of(record):
+    """None for a grand repository (no limit); a fork's allowlist (empty: nothing beyond loopback)."""
+    return list(record.get("egress_allow") or []) if record.get("is_fork") else None
 
 
 def service_programs(network_id, slot):
@@ -312,20 +350,40 @@ def _start_slice(runner, slice_name):
     _systemd.systemctl(runner, "start", slice_name)
 
 
-def converge_network(runner, name, *, state, state_dir=_state.DEFAULT_STATE_DIR, check_mode=False, bpf=None):
-    """present: the repository's slice exists with its guard programs; absent: no slice, no program."""
+def _record_egress(state_dir, name, egress):
+    with _state.HostState(state_dir) as host:
+        record = host.get(name)
+        record["egress_allow"] = egress
+        host.put(record)
+
+
+def converge_network(runner, name, *, state, state_dir=_state.DEFAULT_STATE_DIR, check_mode=False, bpf=None,
+                     egress_allow=None):
+    """present: the repository's slice exists with its guard programs; absent: no slice, no program.
+
+    ``egress_allow`` (a fork's only): replaces the networks beyond loopback the fork may reach.
+    """
     if state not in ("present", "absent"):
         raise InvalidInput("state must be present or absent, got %r" % (state,))
     record = _state.ready_record(state_dir, name)
     network_id = record["network_id"]
     aliases = record.get("address_aliases") or []
+    actions = []
+    if egress_allow is not None:
+        if not record.get("is_fork"):
+            raise InvalidInput("egress_allow is for forks: %s is a grand repository, whose egress is not limited" % name)
+        wanted = check_egress(egress_allow)
+        if wanted != (record.get("egress_allow") or []):
+            actions.append(Action("record-egress", "let %s reach %s beyond its own addresses" % (
+                name, ", ".join(wanted) or "nothing"), lambda: _record_egress(state_dir, name, wanted)))
+        record = dict(record, egress_allow=wanted)
+    egress = egress_of(record)
     bpf = bpf or _bpf.Bpf()
     repo_slice = repository_slice(network_id)
     cgroup = CgroupPrograms(bpf, slice_cgroup(repo_slice))
     observed = cgroup.observe()
-    actions = []
     if state == "present":
-        programs = repository_programs(network_id, aliases)
+        programs = repository_programs(network_id, aliases, egress)
         if observed is None:
             actions.append(Action("start-slice", "start %s" % repo_slice, lambda: _start_slice(runner, repo_slice)))
         # Loading the programs to learn their tags is only needed when some are attached already.
@@ -339,7 +397,7 @@ def converge_network(runner, name, *, state, state_dir=_state.DEFAULT_STATE_DIR,
     reports = apply_plan(actions, check_mode)
     after = observed if check_mode else cgroup.observe()
     return {"changed": bool(actions), "actions": reports,
-            "network": dict(describe_network(network_id, after), name=name)}
+            "network": dict(describe_network(network_id, after), name=name, egress_allow=egress)}
 
 
 def _ensure_slice_programs(runner, unit, programs, bpf):
@@ -351,10 +409,10 @@ def _ensure_slice_programs(runner, unit, programs, bpf):
     return cgroup.converge(programs) or changed
 
 
-def ensure_guard(runner, network_id, aliases=(), bpf=None):
+def ensure_guard(runner, network_id, aliases=(), bpf=None, egress=None):
     """The repository's slice with its guard programs; True when something changed."""
-    return _ensure_slice_programs(runner, repository_slice(network_id), repository_programs(network_id, aliases),
-                                  bpf)
+    return _ensure_slice_programs(runner, repository_slice(network_id),
+                                  repository_programs(network_id, aliases, egress), bpf)
 
 
 def converge_service(runner, network_id, slot, bpf=None):
@@ -378,4 +436,5 @@ def removal_steps(runner, network_id, bpf=None):
 def run(runner, params, check_mode=False):
     """Entry point of lockbox.fleet.loopback_net."""
     return converge_network(runner, params["name"], state=params["state"],
-                            state_dir=params.get("state_dir") or _state.DEFAULT_STATE_DIR, check_mode=check_mode)
+                            state_dir=params.get("state_dir") or _state.DEFAULT_STATE_DIR, check_mode=check_mode,
+                            egress_allow=params.get("egress_allow"))

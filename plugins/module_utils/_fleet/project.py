@@ -193,14 +193,15 @@ def save_project_state(project_dir, state):
 class Repository:
     """What renet needs to know of the repository it works in."""
 
-    def __init__(self, name, guid, network_id, mount, aliases=()):
+    def __init__(self, name, guid, network_id, mount, aliases=(), egress=None):  # noqa: PLR0917
         self.name, self.guid, self.network_id, self.mount = name, guid, network_id, mount
         self.aliases = list(aliases)  # networkIds whose addresses mean its own (see loopback_net)
+        self.egress = egress  # a fork's allowlist beyond loopback; None: no limit (see loopback_net)
 
     @classmethod
     def from_record(cls, layout, record):
         return cls(record["name"], record["guid"], record["network_id"], layout.mount(record["guid"]),
-                   record.get("address_aliases") or ())
+                   record.get("address_aliases") or (), _loopback_net.egress_of(record))
 
     def environment(self):
         return {"REDIACC_WORKING_DIR": self.mount.rstrip("/") + "/", "REDIACC_NETWORK_ID": str(self.network_id),
@@ -378,7 +379,7 @@ def compose(runner, layout, args, environ, cwd, *, unsafe=False, exec_=subproces
     restarts = dict(previous.get("restarts") or {})
     named = [c for c in command[1:] if not c.startswith("-")]
     if creating:
-        _loopback_net.ensure_guard(runner, repo.network_id, repo.aliases)
+        _loopback_net.ensure_guard(runner, repo.network_id, repo.aliases, egress=repo.egress)
         for slot in sorted(set(slots.values())):
             _loopback_net.converge_service(runner, repo.network_id, slot)
         stopped -= set(named or slots)

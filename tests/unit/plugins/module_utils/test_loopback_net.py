@@ -219,3 +219,63 @@ def test_bpf_errors_name_what_failed():
             return -1, bytes(attr)   # -EPERM
     with pytest.raises(_bpf.BpfError, match="attaching a bind4 program failed: Operation not permitted"):
         _bpf.Bpf(Refusing()).attach(3, 4, "bind4")
+
+
+# A fork (networkId 6400, 127.0.25.0/26) allowed to reach one staging host and one network.
+LIMITED = {p.attach: p for p in _loopback_net.repository_programs(6400, egress=["192.0.2.10/32", "10.20.0.0/16"])}
+CLOSED = {p.attach: p for p in _loopback_net.repository_programs(6400, egress=[])}
+
+
+@pytest.mark.parametrize("attach", ["connect4", "sendmsg4"])
+@pytest.mark.parametrize(("ip", "verdict"), [
+    ("192.0.2.10", 1), ("192.0.2.11", 0), ("10.20.255.1", 1), ("10.21.0.1", 0), ("10.0.2.2", 0), ("8.8.8.8", 0),
+    ("127.0.25.3", 1), ("127.0.24.195", 0)])
+def test_a_fork_reaches_only_its_allowlist_beyond_loopback(attach, ip, verdict):
+    assert run(LIMITED[attach], 4, ip)[0] == verdict
+
+
+@pytest.mark.parametrize("attach", ["connect6", "sendmsg6"])
+@pytest.mark.parametrize(("ip", "verdict"), [
+    ("::ffff:192.0.2.10", 1), ("::ffff:10.0.2.2", 0), ("2001:db8::1", 0), ("::2", 0), ("::1", 1),
+    ("::ffff:127.0.25.3", 1)])
+def test_a_fork_s_allowlist_covers_v4_mapped_and_refuses_real_ipv6(attach, ip, verdict):
+    assert run(LIMITED[attach], 6, ip)[0] == verdict
+
+
+@pytest.mark.parametrize("attach", ["connect4", "sendmsg4"])
+def test_a_new_fork_reaches_nothing_beyond_loopback_but_the_resolver(attach):
+    assert run(CLOSED[attach], 4, "10.0.2.2")[0] == 0
+    assert run(CLOSED[attach], 4, "127.0.0.53", port=53)[0] == 1
+    assert run(CLOSED[attach], 4, "127.0.25.9")[0] == 1
+
+
+def test_binds_are_not_egress():
+    assert run(CLOSED["bind4"], 4, "10.0.2.15", port=80)[0] == 1
+    assert run(CLOSED["bind6"], 6, "2001:db8::1", port=80)[0] == 1
+
+
+def test_grand_repositories_have_no_egress_limit():
+    assert _loopback_net.egress_of({"is_fork": False, "egress_allow": ["10.0.0.0/8"]}) is None
+    assert _loopback_net.egress_of({"is_fork": True}) == []
+    assert run(REPO["connect4"], 4, "8.8.8.8")[0] == 1
+
+
+@pytest.mark.parametrize(("entry", "why"), [
+    ("127.0.0.0/8", "is loopback"), ("127.0.24.192/26", "is loopback"), ("127.0.11.3", "is loopback"),
+    ("2001:db8::/32", "IPv6"), ("10.0.0.300", "not an IPv4 address"), ("staging.lan", "not an IPv4 address"),
+    ("", "not an IPv4 address")])
+def test_egress_entries_that_are_refused(entry, why):
+    with pytest.raises(Exception, match=why):
+        _loopback_net.check_egress([entry])
+
+
+def test_an_allowlist_of_everything_still_keeps_other_repositories_out():
+    wide = {p.attach: p for p in _loopback_net.repository_programs(6400, egress=["0.0.0.0/0"])}
+    assert run(wide["connect4"], 4, "8.8.8.8")[0] == 1
+    assert run(wide["connect4"], 4, "127.0.24.195")[0] == 0
+    assert run(wide["connect6"], 6, "::ffff:127.0.24.195")[0] == 0
+
+
+def test_egress_entries_are_normalised():
+    assert _loopback_net.check_egress(["10.20.3.4/16", "192.0.2.10", "10.20.0.0/16"]) == \
+        ["10.20.0.0/16", "192.0.2.10/32"]

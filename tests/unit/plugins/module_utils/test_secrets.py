@@ -189,7 +189,7 @@ def test_compose_gets_values_from_tmpfs_and_the_repository_keeps_placeholders(ho
                 "secrets": [{"source": "db"}]}},
                 "secrets": {"db": {"file": env["REDIACC_SECRETS_DIR"] + "/DB_PASSWORD"}}}
             return type("R", (), {"stdout": json.dumps(model)})()
-    monkeypatch.setattr(_project._loopback_net, "ensure_guard", lambda *a: None)
+    monkeypatch.setattr(_project._loopback_net, "ensure_guard", lambda *a, **k: None)
     monkeypatch.setattr(_project._loopback_net, "converge_service", lambda *a: None)
     handed, warnings = [], []
 
