@@ -153,6 +153,13 @@ REVERTS = [
      '            return lines, False, "this key cannot be', '            return lines, False, None and "'),
     ("sandbox key: options never taken from the key", M + "_fleet/sandbox_key.py",
      '    if kind not in KEY_TYPES:', '    if False:'),
+    ("egress: a fork's connects beyond loopback judged by its allowlist", M + "_fleet/loopback_net.py",
+     '(JNE32_K, 3, 0, "outside" if limited else "allow", _LOOPBACK_OCTET)',
+     '(JNE32_K, 3, 0, "allow", _LOOPBACK_OCTET)'),
+    ("egress: real IPv6 refused for a fork", M + "_fleet/loopback_net.py",
+     '    foreign6 = "refuse" if limited else "allow"', '    foreign6 = "allow"'),
+    ("egress: only forks are limited", M + "_fleet/loopback_net.py",
+     'if record.get("is_fork") else None', 'if True else None'),
 ]
 ok = True
 for what, path, old, new in REVERTS:

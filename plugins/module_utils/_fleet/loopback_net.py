@@ -102,7 +102,7 @@ def address(network_id, offset):
     return str(ipaddress.IPv4Address(int(LOOPBACK) + network_id + offset))
 
 
-def _rules(attach, target, guard_base, alias_bases=(), egress=None):  # noqa: PLR0917
+def _rules(attach, target, guard_base, alias_bases=(), egress=None):
     """Instructions of one program.
 
     ``target``: the address binds of 0.0.0.0/127.0.0.1 (and connects to localhost) become.
@@ -197,7 +197,7 @@ def check_egress(networks):
             raise InvalidInput("egress_allow entry %r is loopback, where other repositories live: a fork reaches "
                                "its own /26 and the host's resolver, and no other loopback address" % (written,))
         checked.add(str(net))
-    return sorted(checked, key=lambda n: ipaddress.IPv4Network(n))
+    return sorted(checked, key=ipaddress.IPv4Network)
 
 
 def _base(network_id):
@@ -371,7 +371,8 @@ def converge_network(runner, name, *, state, state_dir=_state.DEFAULT_STATE_DIR,
     actions = []
     if egress_allow is not None:
         if not record.get("is_fork"):
-            raise InvalidInput("egress_allow is for forks: %s is a grand repository, whose egress is not limited" % name)
+            raise InvalidInput("egress_allow is for forks: %s is a grand repository, whose egress is not limited"
+                               % name)
         wanted = check_egress(egress_allow)
         if wanted != (record.get("egress_allow") or []):
             actions.append(Action("record-egress", "let %s reach %s beyond its own addresses" % (
