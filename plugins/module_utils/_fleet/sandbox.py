@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
+import shutil
 import signal
 import socket
 import threading
@@ -322,13 +324,17 @@ def _session_cgroup(network_id):
     return path
 
 
-def _child(repo, cgroup, argv, env, abi):
+def _child(repo, cgroup, argv, env, abi, streams=None):  # noqa: PLR0917
     """In the forked session: enter the cgroup, confine, drop to the sandbox user, exec. Never returns."""
     try:
         with open(os.path.join(cgroup, "cgroup.procs"), "w") as handle:
             handle.write(str(os.getpid()))
         for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
+        if streams is not None:  # a task: no terminal, its output to the gateway's files
+            null = os.open(os.devnull, os.O_RDONLY)
+            for source, target in ((null, 0), (streams[0], 1), (streams[1], 2)):
+                os.dup2(source, target)
         _landlock.restrict_self(_rules.landlock_rules(repo.mount), abi)  # sets no-new-privs first
         os.setgroups([])
         os.setgid(_rules.UID)
@@ -350,11 +356,54 @@ def command_for(args, environ):
     return ["/bin/bash", "-l"]
 
 
-def run(runner, layout, name, args, *, environ, say_error, guid=None):
-    """Run one sandbox session; its exit code (126 when the sandbox could not be built)."""
+_DENIED = re.compile(r'^(?:\d+\s+)?(\w+)\((.*)\)\s+=\s+-1\s+(EACCES|EPERM)\b')
+_TARGET = re.compile(r'inet6?_(?:addr|pton)\((?:AF_INET6?, )?"([^"]+)"|"((?:[^"\\]|\\.)*)"')
+_PORT = re.compile(r'htons\((\d+)\)')
+MAX_DENIALS = 100
+# Failures with these errnos that say nothing about the sandbox (epoll_ctl: a regular file is not pollable).
+NOT_DENIALS = frozenset(("epoll_ctl",))
+
+
+def kernel_denials(trace_text):
+    """What the kernel refused the session (EACCES, EPERM), from strace's record of failed syscalls."""
+    found = []
+    for line in (trace_text or "").splitlines():
+        match = _DENIED.match(line.strip())
+        if not match:
+            continue
+        syscall, args, code = match.groups()
+        if syscall in NOT_DENIALS:
+            continue
+        target = _TARGET.search(args)
+        port = _PORT.search(args)
+        entry = {"syscall": syscall, "errno": code,
+                 "target": (target.group(1) or target.group(2)) if target else None}
+        if port and target and target.group(1):
+            address = target.group(1)
+            entry["target"] = ("[%s]:%s" if ":" in address else "%s:%s") % (address, port.group(1))
+        if entry not in found:
+            found.append(entry)
+        if len(found) >= MAX_DENIALS:
+            break
+    return found
+
+
+def _traced(argv, trace_file):
+    strace = shutil.which("strace")
+    if strace is None:
+        return argv, False
+    return [strace, "-f", "-qq", "-o", trace_file, "-e", "status=failed", "--", *argv], True
+
+
+def session(runner, layout, name, argv, *, environ, say_error, guid=None, streams=None):  # noqa: PLR0914
+    """Run ``argv`` in the sandbox of repository ``name``; {exit_code, refused, kernel_denials (tasks), duration_s}.
+
+    ``streams``: (stdout fd, stderr fd) for a task (stdin is /dev/null, the kernel's refusals are
+    recorded through strace when the host has it); None for a terminal session. The calling
+    process takes a mount namespace of its own: a caller that goes on afterwards forks first.
+    """
     if os.geteuid() != 0:
         raise SandboxError("renet sandbox must run as root (it is the forced command of a repository's SSH key)")
-    argv = command_for(args, environ)
     repo, _record = _repository(layout, name, guid)
     sandbox_user()
     abi = _landlock.abi_version()
@@ -368,25 +417,39 @@ def run(runner, layout, name, args, *, environ, say_error, guid=None):
     listener = _listen(_rules.SESSION_DIR)
     cgroup = _session_cgroup(repo.network_id)
     env = _rules.environment(repo, term=environ.get("TERM"))
+    trace_file = os.path.join(_rules.SESSION_DIR, "tmp", ".kernel-denials.strace")
+    command, traced = _traced(argv, trace_file) if streams is not None else (argv, False)
     pid = os.fork()
     if pid == 0:
         listener.close()
-        _child(repo, cgroup, argv, env, abi)
+        _child(repo, cgroup, command, env, abi, streams)
     for sig in (signal.SIGINT, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_IGN)  # the terminal's keys are for the session
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, _frame: os.kill(pid, signum))
     gate.serve(listener)
-    status = os.waitpid(pid, 0)[1]
-    code = os.waitstatus_to_exitcode(status)
-    code = 128 - code if code < 0 else code
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    code = 128 - code if code < 0 else code  # a signal, as a shell reports it
     listener.close()
     try:
         os.rmdir(cgroup)
     except OSError as exc:
         say_error("renet sandbox: the session's cgroup %s stays: %s" % (cgroup, exc))
+    outcome = {"exit_code": code, "refused": list(gate.refused), "duration_s": round(time.monotonic() - started, 3),
+               "kernel_denials": None}
+    if traced:
+        try:
+            with open(trace_file, errors="replace") as handle:
+                outcome["kernel_denials"] = kernel_denials(handle.read())
+        except OSError:
+            outcome["kernel_denials"] = []
     _audit.record("sandbox-session", repository=name, network_id=repo.network_id, command=argv,
-                  exit_code=code, duration_s=round(time.monotonic() - started, 3),
-                  outcome="ok" if code == 0 else "failed", refused=gate.refused,
-                  ssh_client=environ.get("SSH_CLIENT", "").split(" ")[0] or None)
-    return code
+                  exit_code=code, duration_s=outcome["duration_s"], outcome="ok" if code == 0 else "failed",
+                  refused=gate.refused, ssh_client=environ.get("SSH_CLIENT", "").split(" ")[0] or None)
+    return outcome
+
+
+def run(runner, layout, name, args, *, environ, say_error, guid=None):
+    """``renet sandbox``: one terminal (or SSH command) session; its exit code."""
+    return session(runner, layout, name, command_for(args, environ), environ=environ, say_error=say_error,
+                   guid=guid)["exit_code"]

@@ -14,6 +14,9 @@
     renet sandbox --repo NAME [-- COMMAND...]
                                          a session in the repository's kernel sandbox (uid 7111,
                                          Landlock, its own daemon only); the forced command of its SSH key
+    renet task run --repo NAME --key-file K [--keep] -- COMMAND...
+                                         fork, run COMMAND in the fork's sandbox, print one JSON result,
+                                         delete the fork (unless --keep)
     renet info [NAME] [--json]           info() of every Rediaccfile, as text (JSON with --json)
     renet watchdog [--interval S] [--once]
                                          start stopped containers per their saved restart policy,
@@ -37,6 +40,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import criu_c
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import project as _project
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_app as _repo_app
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_secret as _repo_secret
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_task as _repo_task
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repository as _repository
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import routes as _routes
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import sandbox as _sandbox
@@ -105,6 +109,13 @@ def _parser():
     sandbox.add_argument("--guid", help="refuse unless the repository has this GUID (set by its SSH key)")
     sandbox.add_argument("args", nargs=argparse.REMAINDER,
                          help="-- then the command (default: the SSH client's command, else a login shell)")
+    task = commands.add_parser("task", help="one-shot task: fork, run a command in the fork's sandbox, report")
+    task_run = task.add_subparsers(dest="verb", required=True).add_parser(
+        "run", help="fork the repository, run the command in the fork's sandbox, print one JSON result")
+    task_run.add_argument("--repo", required=True, help="the repository to fork")
+    task_run.add_argument("--key-file", required=True, help="the repository's key file (root-only), to open the fork")
+    task_run.add_argument("--keep", action="store_true", help="keep the fork afterwards")
+    task_run.add_argument("args", nargs=argparse.REMAINDER, help="-- then the command")
     info = commands.add_parser("info", help="print info() of every Rediaccfile (of every repository without NAME)")
     info.add_argument("name", nargs="?")
     info.add_argument("--json", action="store_true", help="print {repository: {Rediaccfile: output}} as JSON")
@@ -287,10 +298,20 @@ def _sandbox_command(runner, layout, options):
                         say_error=lambda text: _say(text, sys.stderr))
 
 
+def _task_command(runner, layout, options):
+    args = options.args[1:] if options.args[:1] == ["--"] else options.args
+    result = _repo_task.run_task(runner, layout, options.repo, args,
+                                 key=_repository.key_from(key_file=options.key_file), keep=options.keep,
+                                 say_error=lambda text: _say(text, sys.stderr))
+    _say(json.dumps(result, indent=2, sort_keys=True))
+    return 0 if result["status"] == "ok" else 1
+
+
 COMMANDS = {
     "compose": _compose_command, "watchdog": _watchdog_command, "info": _info, "checkpoint": _checkpoint_command,
     "secret": lambda _runner, layout, options: _secret_command(layout, options, sys.stdin),
     "up": _lifecycle_command, "down": _lifecycle_command, "sandbox": _sandbox_command,
+    "task": _task_command,
 }
 
 

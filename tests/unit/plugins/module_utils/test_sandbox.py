@@ -388,3 +388,52 @@ def test_one_key_opens_one_repository(keyed):
 def test_a_key_for_an_unknown_repository_is_refused(keyed):
     with pytest.raises(Exception, match="unknown repository 'nope'"):
         key_run(keyed, repository="nope", public_key=ED25519)
+
+
+# -- one-shot tasks -------------------------------------------------------------------------------
+
+# strace -f -qq -e status=failed, recorded in a task on Debian trixie (kernel 6.12, strace 6.13).
+STRACE = """\
+4113  openat(AT_FDCWD, "/mnt/rediacc/mounts", O_RDONLY|O_NONBLOCK|O_CLOEXEC|O_DIRECTORY) = -1 EACCES (Permission denied)
+4113  newfstatat(AT_FDCWD, "/usr/local/bin/ls", 0x7ffd5b9c6f40, 0) = -1 ENOENT (No such file or directory)
+4120  epoll_ctl(4, EPOLL_CTL_ADD, 3, {events=EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET, data=0x7f0e1c000b68}) = -1 EPERM (Operation not permitted)
+4121  connect(3, {sa_family=AF_INET, sin_port=htons(22), sin_addr=inet_addr("10.0.2.15")}, 16) = -1 EPERM (Operation not permitted)
+4121  connect(3, {sa_family=AF_INET, sin_port=htons(22), sin_addr=inet_addr("10.0.2.15")}, 16) = -1 EPERM (Operation not permitted)
+4122  openat(AT_FDCWD, "/var/run/rediacc/secrets/2816/DB_PASSWORD", O_RDONLY) = -1 EACCES (Permission denied)
+4123  connect(5, {sa_family=AF_INET6, sin6_port=htons(443), sin6_flowinfo=htonl(0), inet_pton(AF_INET6, "2001:db8::1", &sin6_addr), sin6_scope_id=0}, 28) = -1 EPERM (Operation not permitted)
+4124  +++ exited with 3 +++
+"""
+
+
+def test_kernel_denials_are_read_from_strace_once_each_without_noise():
+    assert _sandbox.kernel_denials(STRACE) == [
+        {"syscall": "openat", "errno": "EACCES", "target": "/mnt/rediacc/mounts"},
+        {"syscall": "connect", "errno": "EPERM", "target": "10.0.2.15:22"},
+        {"syscall": "openat", "errno": "EACCES", "target": "/var/run/rediacc/secrets/2816/DB_PASSWORD"},
+        {"syscall": "connect", "errno": "EPERM", "target": "[2001:db8::1]:443"},
+    ]
+    assert _sandbox.kernel_denials("") == [] and _sandbox.kernel_denials(None) == []
+
+
+@pytest.mark.parametrize(("argv", "key", "why"), [
+    ([], "k", "a task needs a command"),
+    (["true"], None, "give its key"),
+])
+def test_a_task_without_a_command_or_key_is_refused_before_anything(keyed, argv, key, why):
+    from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_task as _repo_task
+    from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repository as _repository
+
+    class Layout:
+        state_dir = keyed[0]
+    with pytest.raises(Exception, match=why):
+        _repo_task.run_task(None, Layout(), "shop:agent", argv,
+                            key=_repository.Key(b"k", "key") if key else None)
+
+
+def test_a_task_of_an_unknown_repository_is_refused(keyed):
+    from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_task as _repo_task
+
+    class Layout:
+        state_dir = keyed[0]
+    with pytest.raises(Exception, match="unknown repository 'nope'"):
+        _repo_task.run_task(None, Layout(), "nope", ["true"], key=None)
