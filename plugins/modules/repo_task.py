@@ -28,8 +28,9 @@ extends_documentation_fragment:
   - lockbox.fleet.repo.KEY
 attributes:
   check_mode:
-    description: In check mode nothing is forked or run; the result says what would be.
+    description: Can run in check mode.
     support: partial
+    details: In check mode nothing is forked or run; the repository is checked and the result says what would be.
 options:
   repository:
     description: The repository to fork (a grand repository or a fork).

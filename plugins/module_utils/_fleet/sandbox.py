@@ -395,7 +395,7 @@ def _traced(argv, trace_file):
     return [strace, "-f", "-qq", "-o", trace_file, "-e", "status=failed", "--", *argv], True
 
 
-def session(runner, layout, name, argv, *, environ, say_error, guid=None, streams=None):  # noqa: PLR0914
+def session(runner, layout, name, argv, *, environ, say_error, guid=None, streams=None):
     """Run ``argv`` in the sandbox of repository ``name``; {exit_code, refused, kernel_denials (tasks), duration_s}.
 
     ``streams``: (stdout fd, stderr fd) for a task (stdin is /dev/null, the kernel's refusals are

@@ -393,16 +393,23 @@ def test_a_key_for_an_unknown_repository_is_refused(keyed):
 # -- one-shot tasks -------------------------------------------------------------------------------
 
 # strace -f -qq -e status=failed, recorded in a task on Debian trixie (kernel 6.12, strace 6.13).
-STRACE = """\
-4113  openat(AT_FDCWD, "/mnt/rediacc/mounts", O_RDONLY|O_NONBLOCK|O_CLOEXEC|O_DIRECTORY) = -1 EACCES (Permission denied)
-4113  newfstatat(AT_FDCWD, "/usr/local/bin/ls", 0x7ffd5b9c6f40, 0) = -1 ENOENT (No such file or directory)
-4120  epoll_ctl(4, EPOLL_CTL_ADD, 3, {events=EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET, data=0x7f0e1c000b68}) = -1 EPERM (Operation not permitted)
-4121  connect(3, {sa_family=AF_INET, sin_port=htons(22), sin_addr=inet_addr("10.0.2.15")}, 16) = -1 EPERM (Operation not permitted)
-4121  connect(3, {sa_family=AF_INET, sin_port=htons(22), sin_addr=inet_addr("10.0.2.15")}, 16) = -1 EPERM (Operation not permitted)
-4122  openat(AT_FDCWD, "/var/run/rediacc/secrets/2816/DB_PASSWORD", O_RDONLY) = -1 EACCES (Permission denied)
-4123  connect(5, {sa_family=AF_INET6, sin6_port=htons(443), sin6_flowinfo=htonl(0), inet_pton(AF_INET6, "2001:db8::1", &sin6_addr), sin6_scope_id=0}, 28) = -1 EPERM (Operation not permitted)
-4124  +++ exited with 3 +++
-"""
+STRACE = "".join(line + "\n" for line in (
+    '4113  openat(AT_FDCWD, "/mnt/rediacc/mounts", O_RDONLY|O_NONBLOCK|O_CLOEXEC|O_DIRECTORY) = -1 EACCES'
+    ' (Permission denied)',
+    '4113  newfstatat(AT_FDCWD, "/usr/local/bin/ls", 0x7ffd5b9c6f40, 0) = -1 ENOENT (No such file or dire'
+    'ctory)',
+    '4120  epoll_ctl(4, EPOLL_CTL_ADD, 3, {events=EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET, data=0x7f0e1c000b6'
+    '8}) = -1 EPERM (Operation not permitted)',
+    '4121  connect(3, {sa_family=AF_INET, sin_port=htons(22), sin_addr=inet_addr("10.0.2.15")}, 16) = -1 '
+    'EPERM (Operation not permitted)',
+    '4121  connect(3, {sa_family=AF_INET, sin_port=htons(22), sin_addr=inet_addr("10.0.2.15")}, 16) = -1 '
+    'EPERM (Operation not permitted)',
+    '4122  openat(AT_FDCWD, "/var/run/rediacc/secrets/2816/DB_PASSWORD", O_RDONLY) = -1 EACCES (Permissio'
+    'n denied)',
+    '4123  connect(5, {sa_family=AF_INET6, sin6_port=htons(443), sin6_flowinfo=htonl(0), inet_pton(AF_INE'
+    'T6, "2001:db8::1", &sin6_addr), sin6_scope_id=0}, 28) = -1 EPERM (Operation not permitted)',
+    '4124  +++ exited with 3 +++',
+))
 
 
 def test_kernel_denials_are_read_from_strace_once_each_without_noise():
