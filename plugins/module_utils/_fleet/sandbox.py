@@ -40,6 +40,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._tools import mount 
 
 MAX_HEAD = 64 << 10
 JUDGED = frozenset(("container", "update", "exec", "volume", "empty"))
+FRAMING = frozenset(("content-length", "transfer-encoding"))
 HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "trailer"))
 
 
@@ -182,6 +183,26 @@ def _pump(source, target):
             pass
 
 
+def _switched(upstream, conn):
+    """Pass the daemon's answer to an attach or exec start; True when it switched to a stream (101).
+
+    Any other answer is passed whole (by its Content-Length) and the connection ends: the daemon
+    keeps it open for another request, which must never come from the raw stream.
+    """
+    head, rest = _read_head(upstream)
+    status = head.split(b" ", 2)[1] if head.count(b" ") >= 1 else b""
+    conn.sendall(head + b"\r\n\r\n")
+    if status == b"101":
+        if rest:
+            conn.sendall(rest)
+        return True
+    lengths = [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")[1:]
+               if line.lower().startswith(b"content-length:")]
+    length = int(lengths[0]) if lengths and lengths[0].isdigit() else 0
+    conn.sendall(Reader(upstream, rest).exactly(length) if length else b"")
+    return False
+
+
 class DockerGate:
     """Passes one session's Docker API requests to its repository's daemon, each judged first."""
 
@@ -203,19 +224,22 @@ class DockerGate:
             threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
 
     def forward(self, conn):
-        """Judge one request; (the upstream socket with the request sent, whether the stream goes both ways)."""
+        """Judge one request; (the upstream socket with the request sent, whether it may become a stream,
+        the client's bytes past the request)."""
         head, rest = _read_head(conn)
         method, target, headers = parse_head(head)
         how = _rules.route(method, target)
         _rules.check_query(how, parse_qs(urlsplit(target).query, keep_blank_values=True))
         length_text, length, chunked = framing(headers)
-        upgrade = "upgrade" in (_header(headers, "connection") or "").lower()
+        # Only attach and exec start may become a stream: on any other endpoint the daemon would
+        # read what follows as further requests, unjudged.
+        upgrade = "upgrade" in (_header(headers, "connection") or "").lower() and _rules.hijacks(method, target)
         reader = Reader(conn, rest)
         body = None
         if how in JUDGED:
             body = _rules.judge_body(how, _body(reader, length, chunked, _rules.MAX_JUDGED_BODY), self.paths)
-        kept = [(n, v) for n, v in headers if n.lower() not in HOP_BY_HOP | {"content-length", "transfer-encoding"}
-                or (upgrade and n.lower() == "connection")]
+        kept = [(n, v) for n, v in headers if n.lower() not in HOP_BY_HOP | FRAMING | {"upgrade"}
+                or (upgrade and n.lower() in ("connection", "upgrade"))]
         if not upgrade:
             kept.append(("Connection", "close"))  # one request per connection: the next one is judged anew
         if body is not None:
@@ -235,15 +259,18 @@ class DockerGate:
                 upstream.sendall(raw)
         elif length:
             upstream.sendall(reader.exactly(length))
-        if upgrade and reader.buffer:
-            upstream.sendall(reader.buffer)
-        return upstream, upgrade
+        # What the client sent past the request goes on only once the daemon switched to a stream.
+        return upstream, upgrade, reader.buffer if upgrade else b""
 
     def handle(self, conn):
         upstream = None
         try:
-            upstream, upgrade = self.forward(conn)
+            upstream, upgrade, early = self.forward(conn)
+            if upgrade and not _switched(upstream, conn):
+                return  # the daemon answered without the stream: nothing more goes its way
             if upgrade:
+                if early:
+                    upstream.sendall(early)
                 threading.Thread(target=_pump, args=(conn, upstream), daemon=True).start()
             _pump(upstream, conn)
         except _rules.Refused as refused:
@@ -301,6 +328,10 @@ def _private_session_dir(runner, session_dir):
     for sub in ("home", "tmp"):
         os.mkdir(os.path.join(session_dir, sub), 0o700)
         os.chown(os.path.join(session_dir, sub), _rules.UID, _rules.UID)
+    # Programs that write to /tmp by name find the session's own there (the host's stays out of reach).
+    for shared in _rules.SHARED_TMP:
+        if os.path.isdir(shared):
+            _mount.mount(runner, os.path.join(session_dir, "tmp"), shared, "bind")
 
 
 def _listen(session_dir):
@@ -322,6 +353,23 @@ def _session_cgroup(network_id):
     path = os.path.join(parent, "lockbox-sandbox-%d" % os.getpid())
     os.mkdir(path)
     return path
+
+
+def _end_cgroup(cgroup, say_error):
+    """The session ends with its command: what it left running in the background is killed too."""
+    try:
+        with open(os.path.join(cgroup, "cgroup.kill"), "w") as handle:
+            handle.write("1")
+    except OSError as exc:
+        say_error("renet sandbox: could not end the session's processes (%s): %s" % (cgroup, exc))
+    for _attempt in range(50):
+        try:
+            os.rmdir(cgroup)
+            return
+        except OSError as exc:
+            last = exc
+            time.sleep(0.1)
+    say_error("renet sandbox: the session's cgroup %s stays: %s" % (cgroup, last))
 
 
 def _child(repo, cgroup, argv, env, abi, streams=None):  # noqa: PLR0917
@@ -431,10 +479,7 @@ def session(runner, layout, name, argv, *, environ, say_error, guid=None, stream
     code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     code = 128 - code if code < 0 else code  # a signal, as a shell reports it
     listener.close()
-    try:
-        os.rmdir(cgroup)
-    except OSError as exc:
-        say_error("renet sandbox: the session's cgroup %s stays: %s" % (cgroup, exc))
+    _end_cgroup(cgroup, say_error)
     outcome = {"exit_code": code, "refused": list(gate.refused), "duration_s": round(time.monotonic() - started, 3),
                "kernel_denials": None}
     if traced:

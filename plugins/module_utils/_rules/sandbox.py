@@ -24,6 +24,8 @@ UID = 7111
 # A tmpfs in the session's own mount namespace: its home, TMPDIR and Docker socket.
 SESSION_DIR = "/run/rediacc/sandbox"
 SOCKET_NAME = "docker.sock"
+# Inside the session, these are the session's own TMPDIR (bind mounts in its mount namespace).
+SHARED_TMP = ("/tmp", "/var/tmp")  # noqa: S108 - replaced, in the session only, by its own
 
 READ = ("execute", "read_file", "read_dir")
 WRITE = (*READ, "write_file", "remove_dir", "remove_file", "make_dir", "make_reg", "make_sock", "make_fifo",
@@ -100,9 +102,28 @@ HOST_ONLY_FIELDS = {
 }
 
 
+# The two endpoints whose connection becomes a raw stream (stdin/stdout of a container or exec).
+_HIJACKING = re.compile(r"^/(containers/[^/]+/attach|exec/[^/]+/start)$")
+# Spellings a server may decode or clean into another path than the one judged here.
+_AMBIGUOUS = re.compile(r"%(2f|2e|5c|00)|\\|//|/\.\.?(/|$)", re.IGNORECASE)
+
+
+def _bare(path):
+    bare = path.split("?", 1)[0]
+    if not bare.isascii() or not bare.isprintable() or _AMBIGUOUS.search(bare):
+        raise Refused("the request path %r is not in plain form (no encoded or repeated slashes, dots or "
+                      "backslashes)" % bare[:200])
+    return _VERSION.sub("", bare)
+
+
+def hijacks(method, path):
+    """Whether the request may turn its connection into a raw stream (attach, exec start)."""
+    return method == "POST" and bool(_HIJACKING.match(_bare(path)))
+
+
 def route(method, path):
     """How a request is handled: "pass", or the kind of body to judge; raises Refused."""
-    bare = _VERSION.sub("", path.split("?", 1)[0])
+    bare = _bare(path)
     for allowed, pattern, how in ENDPOINTS:
         if allowed == method and pattern.match(bare):
             return how

@@ -52,7 +52,7 @@ def test_the_endpoints_a_session_may_use(method, path, how):
     ("POST", "/v1.45/networks/create"), ("POST", "/networks/abc/connect"), ("POST", "/v1.45/plugins/pull"),
     ("POST", "/v1.45/containers/web/checkpoints"), ("POST", "/session"), ("POST", "/grpc"),
     ("POST", "/v1.45/swarm/init"), ("POST", "/services/create"), ("DELETE", "/v1.45/plugins/x"),
-    ("DELETE", "/networks/abc"), ("PUT", "/v1.45/containers/../../plugins/x/enable"), ("PATCH", "/containers/x"),
+    ("DELETE", "/networks/abc"), ("PUT", "/v1.45/plugins/x/enable"), ("PATCH", "/containers/x"),
 ])
 def test_anything_else_is_refused_and_says_what(method, path):
     with pytest.raises(_rules.Refused, match="does not allow %s" % method):
@@ -217,8 +217,8 @@ def test_malformed_request_heads_are_refused(head, why):
 class Upstream:
     """A stand-in daemon on a real UNIX socket: records what reaches it, answers 200 and closes."""
 
-    def __init__(self, path):
-        self.path, self.received = path, []
+    def __init__(self, path, answer=b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"):
+        self.path, self.received, self.answer = path, [], answer
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.server.bind(path)
         self.server.listen(4)
@@ -247,13 +247,30 @@ class Upstream:
                     data += chunk
             except OSError:
                 pass
+            if self.answer.startswith(b"HTTP/1.1 101"):  # a stream: echo what follows, then end
+                conn.sendall(self.answer)
+                try:
+                    data += conn.recv(65536)
+                except OSError:
+                    pass
+                self.received.append(data)
+                conn.close()
+                continue
             self.received.append(data)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-            conn.close()
+            conn.sendall(self.answer)
+            if b"Connection: close" in self.answer:
+                conn.close()
+            else:  # keep-alive, as dockerd after an answer without the stream: read what else comes
+                try:
+                    more = conn.recv(65536)
+                except OSError:
+                    more = b""
+                self.received.append(more)
+                conn.close()
 
 
-def exchange(tmp_path, paths, request):
-    upstream = Upstream(str(tmp_path / "daemon.sock"))
+def exchange(tmp_path, paths, request, **answer):
+    upstream = Upstream(str(tmp_path / "daemon.sock"), **answer)
     refused = []
     gate = _sandbox.DockerGate(None, upstream.path, paths, refused.append)
     client, server = socket.socketpair()
@@ -444,3 +461,43 @@ def test_a_task_of_an_unknown_repository_is_refused(keyed):
         state_dir = keyed[0]
     with pytest.raises(Exception, match="unknown repository 'nope'"):
         _repo_task.run_task(None, Layout(), "nope", ["true"], key=None)
+
+
+SMUGGLED = b"POST /v1.45/containers/create HTTP/1.1\r\nContent-Length: 33\r\n\r\n{\"HostConfig\": {\"Privileged\": 1}}"
+
+
+def test_an_upgrade_asked_of_an_endpoint_that_does_not_stream_never_opens_the_way_back(tmp_path, paths):
+    body = create()
+    _answer, received, _refused = exchange(
+        tmp_path, paths, b"POST /v1.45/containers/create HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+        b"Content-Length: %d\r\n\r\n%s%s" % (len(body), body, SMUGGLED))
+    head = received[0].split(b"\r\n\r\n", 1)[0]
+    assert b"Connection: close" in head and b"Upgrade" not in head
+    assert not any(b"Privileged" in part for part in received)
+
+
+def test_an_exec_start_the_daemon_refuses_ends_the_connection_before_the_stream(tmp_path, paths):
+    answer, received, _refused = exchange(
+        tmp_path, paths, b"POST /v1.45/exec/nope/start HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+        b"Content-Length: 2\r\n\r\n{}" + SMUGGLED,
+        answer=b"HTTP/1.1 404 Not Found\r\nContent-Length: 19\r\n\r\n{\"message\": \"nope\"}")
+    assert answer.startswith(b"HTTP/1.1 404") and answer.endswith(b'{"message": "nope"}')
+    assert not any(b"Privileged" in part for part in received)
+
+
+def test_an_exec_start_the_daemon_switches_streams_both_ways(tmp_path, paths):
+    answer, received, _refused = exchange(
+        tmp_path, paths, b"POST /v1.45/exec/77ab/start HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+        b"Content-Length: 2\r\n\r\n{}stdin-bytes",
+        answer=b"HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\nstdout-bytes")
+    assert answer.endswith(b"stdout-bytes")
+    assert b"Connection: Upgrade" in received[0] and received[0].endswith(b"stdin-bytes")
+
+
+@pytest.mark.parametrize("path", [
+    "/v1.45/containers/..%2fplugins%2fpull/start", "/containers//create", "/v1.45/containers/x/../../plugins/x",
+    "/containers/x/%2E%2E/start", "/containers/x\\start", "/containers/\u00e9/start", "/containers/x/./start",
+])
+def test_paths_a_server_could_read_otherwise_are_refused(path):
+    with pytest.raises(_rules.Refused, match="not in plain form"):
+        _rules.route("POST", path)
