@@ -321,8 +321,10 @@ def _repository(layout, name, guid=None):
 
 def _private_session_dir(runner, session_dir):
     """A mount namespace of our own, with a fresh tmpfs for the session (gone when it ends)."""
+    if not hasattr(os, "unshare"):
+        raise SandboxError("the sandbox needs Python 3.12 or later on the host (os.unshare)")
     os.unshare(os.CLONE_NEWNS)
-    runner.run(["mount", "--make-rprivate", "/"])
+    _mount.make_private(runner, "/")
     os.makedirs(session_dir, mode=0o755, exist_ok=True)
     _mount.mount(runner, "tmpfs", session_dir, "mode=0755,size=64m,nosuid,nodev", fstype="tmpfs")
     for sub in ("home", "tmp"):

@@ -10,6 +10,11 @@ def mount(runner, device, target, options, fstype=None):
     runner.run(["mount", *(["-t", fstype] if fstype else []), "-o", options, device, target])
 
 
+def make_private(runner, target):
+    """No mount event crosses between this mount namespace and the one it was copied from."""
+    runner.run(["mount", "--make-rprivate", target])
+
+
 def umount(runner, target, recursive=False):
     runner.run(["umount", *(["--recursive"] if recursive else []), target])
 
