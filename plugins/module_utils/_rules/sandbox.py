@@ -43,7 +43,9 @@ def landlock_rules(mount, session_dir=SESSION_DIR, exists=None):
     exists = exists or os.path.exists
     rules = [(path, READ) for path in READ_ONLY_TREES]
     rules += [(path, (*WRITE, "ioctl_dev")) for path in DEVICES]
-    rules += [(mount, WRITE), (session_dir, WRITE)]
+    # /tmp and /var/tmp are the session's tmp/ by then (bind mounts): Landlock follows the path
+    # through the bind, not through session_dir, so each needs its own rule (on that same inode).
+    rules += [(mount, WRITE), (session_dir, WRITE), *((path, WRITE) for path in SHARED_TMP)]
     return [(path, rights) for path, rights in rules if exists(path)]
 
 

@@ -177,7 +177,7 @@ def test_the_session_environment_is_built_whole_never_inherited():
 def test_landlock_allows_the_system_read_only_and_writes_only_to_the_mount_and_session():
     rules = dict(_rules.landlock_rules("/mnt/rediacc/mounts/a", exists=lambda _p: True))
     writable = sorted(p for p, rights in rules.items() if "write_file" in rights)
-    assert writable == sorted(["/mnt/rediacc/mounts/a", "/run/rediacc/sandbox", *_rules.DEVICES])
+    assert writable == sorted(["/mnt/rediacc/mounts/a", "/run/rediacc/sandbox", "/tmp", "/var/tmp", *_rules.DEVICES])
     assert rules["/etc"] == _rules.READ and not any(p.startswith("/mnt/rediacc/mounts/") and p.endswith("/b")
                                                     for p in rules)
     assert not any(p in rules for p in ("/", "/mnt", "/mnt/rediacc", "/var", "/run", "/root", "/home"))
