@@ -72,13 +72,18 @@ def parse_head(head):
         raise _rules.Refused("not an HTTP/1.1 request") from exc
     if version not in ("HTTP/1.1", "HTTP/1.0") or not target.startswith("/"):
         raise _rules.Refused("not an HTTP/1.1 request for a path")
+    return method, target, _fields(lines[1:])
+
+
+def _fields(lines):
+    """[(name, value)] of the header lines of a request or an answer."""
     headers = []
-    for line in lines[1:]:
+    for line in lines:
         name, sep, value = line.partition(":")
         if not sep or not name or name != name.strip():
             raise _rules.Refused("a malformed request header")
         headers.append((name, value.strip()))
-    return method, target, headers
+    return headers
 
 
 def _header(headers, name):
@@ -190,15 +195,13 @@ def _switched(upstream, conn):
     keeps it open for another request, which must never come from the raw stream.
     """
     head, rest = _read_head(upstream)
-    status = head.split(b" ", 2)[1] if head.count(b" ") >= 1 else b""
+    lines = head.decode("latin-1").split("\r\n")
     conn.sendall(head + b"\r\n\r\n")
-    if status == b"101":
+    if lines[0].split(" ")[1:2] == ["101"]:
         if rest:
             conn.sendall(rest)
         return True
-    lengths = [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")[1:]
-               if line.lower().startswith(b"content-length:")]
-    length = int(lengths[0]) if lengths and lengths[0].isdigit() else 0
+    length = framing(_fields(lines[1:]))[1]
     conn.sendall(Reader(upstream, rest).exactly(length) if length else b"")
     return False
 
@@ -206,8 +209,8 @@ def _switched(upstream, conn):
 class DockerGate:
     """Passes one session's Docker API requests to its repository's daemon, each judged first."""
 
-    def __init__(self, repo, upstream, paths, on_refused):
-        self.repo, self.upstream, self.paths, self.on_refused = repo, upstream, paths, on_refused
+    def __init__(self, upstream, paths, on_refused):
+        self.upstream, self.paths, self.on_refused = upstream, paths, on_refused
         self.refused = []
 
     def serve(self, listener):
@@ -461,7 +464,7 @@ def session(runner, layout, name, argv, *, environ, say_error, guid=None, stream
         raise SandboxError("this kernel has no Landlock (landlock(7)): the sandbox cannot be built, so it is refused")
     started = time.monotonic()
     paths = _isolation.HostPaths(repo.mount, repo.mount, network_id=repo.network_id)
-    gate = DockerGate(repo, _repo_daemon.socket_path(repo.network_id), paths,
+    gate = DockerGate(_repo_daemon.socket_path(repo.network_id), paths,
                       lambda why: _audit.record("sandbox-refused", repository=name, reason=why))
     _private_session_dir(runner, _rules.SESSION_DIR)
     listener = _listen(_rules.SESSION_DIR)

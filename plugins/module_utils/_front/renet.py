@@ -217,6 +217,11 @@ def _secret_command(layout, options, stdin):
     return 0
 
 
+def _after_dashes(args):
+    """The arguments given after ``--`` (argparse's REMAINDER keeps the ``--`` itself)."""
+    return args[1:] if args[:1] == ["--"] else args
+
+
 def _operation(layout, options, environ):
     """(repository, what is asked) of a mutating or shell command, or (None, None) for the others."""
     verb = getattr(options, "verb", None)
@@ -226,7 +231,7 @@ def _operation(layout, options, environ):
         name = options.repo if options.command == "sandbox" else options.name
         return name, " ".join(["renet", options.command, *([verb] if verb else [])])
     if options.command == "compose":
-        args = options.args[1:] if options.args[:1] == ["--"] else options.args
+        args = _after_dashes(options.args)
         command = _project.split_compose_args(args)[1]
         if command and command[0] in READ_ONLY_COMPOSE:
             return None, None
@@ -252,7 +257,7 @@ def guard_agents(layout, options, environ, ancestry=None):
 
 
 def _compose_command(runner, layout, options):
-    args = options.args[1:] if options.args[:1] == ["--"] else options.args
+    args = _after_dashes(options.args)
     return _project.compose(runner, layout, args, dict(os.environ), os.getcwd(), unsafe=options.unsafe,
                             warn=lambda text: _say("renet: warning: %s" % text, sys.stderr))
 
@@ -293,13 +298,13 @@ def _lifecycle_command(runner, layout, options):
 
 
 def _sandbox_command(runner, layout, options):
-    args = options.args[1:] if options.args[:1] == ["--"] else options.args
+    args = _after_dashes(options.args)
     return _sandbox.run(runner, layout, options.repo, args, environ=dict(os.environ), guid=options.guid,
                         say_error=lambda text: _say(text, sys.stderr))
 
 
 def _task_command(runner, layout, options):
-    args = options.args[1:] if options.args[:1] == ["--"] else options.args
+    args = _after_dashes(options.args)
     result = _repo_task.run_task(runner, layout, options.repo, args,
                                  key=_repository.key_from(key_file=options.key_file), keep=options.keep,
                                  say_error=lambda text: _say(text, sys.stderr))

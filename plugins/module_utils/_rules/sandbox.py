@@ -14,6 +14,7 @@ of endpoints, and for what creates containers and volumes the same rule as a com
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import re
 
@@ -39,7 +40,6 @@ DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
 
 def landlock_rules(mount, session_dir=SESSION_DIR, exists=None):
     """[(path, rights)]: everything else, other repositories first of all, is EACCES."""
-    import os
     exists = exists or os.path.exists
     rules = [(path, READ) for path in READ_ONLY_TREES]
     rules += [(path, (*WRITE, "ioctl_dev")) for path in DEVICES]

@@ -272,7 +272,7 @@ class Upstream:
 def exchange(tmp_path, paths, request, **answer):
     upstream = Upstream(str(tmp_path / "daemon.sock"), **answer)
     refused = []
-    gate = _sandbox.DockerGate(None, upstream.path, paths, refused.append)
+    gate = _sandbox.DockerGate(upstream.path, paths, refused.append)
     client, server = socket.socketpair()
     worker = threading.Thread(target=gate.handle, args=(server,))
     worker.start()
