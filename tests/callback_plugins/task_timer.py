@@ -6,7 +6,7 @@
 Enabled by the Molecule configuration (never shipped in the collection). At the end of
 each ansible-playbook run it prints the 15 slowest tasks and, when LOCKBOX_TIMINGS names a
 file, appends {"playbook", "seconds", "tasks": [[name, seconds], ...]} to it, which
-scripts/molecule_timer.py reads for the suite's summary.
+scripts/molecule_suite.py reads for the suite's summary.
 """
 
 from __future__ import annotations
