@@ -54,7 +54,7 @@ def load_suite(path=TOP / "molecule" / "suite.yml"):
 
 def commands(entry):
     """The Molecule commands of one lane entry: a whole scenario, or some of its steps."""
-    scenario, _, steps = entry.partition(":")
+    scenario, _colon, steps = entry.partition(":")
     scenario = scenario.strip()
     if not steps.strip():
         return [["molecule", "test", "-s", scenario, "--destroy=never"]]
@@ -174,8 +174,8 @@ def run_phase(phase, shared):
         raise
     if not alone:
         for lane in running:
-            print("\n===== lane %s of phase %s (rc=%s, %.0f s) =====" % (lane.name, phase["name"], lane.rc,
-                                                                        lane.seconds), flush=True)
+            heading = "lane %s of phase %s (rc=%s, %.0f s)" % (lane.name, phase["name"], lane.rc, lane.seconds)
+            print("\n===== %s =====" % heading, flush=True)
             sys.stdout.write(lane.log.read_text(errors="replace"))
             sys.stdout.flush()
     return running
