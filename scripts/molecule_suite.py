@@ -40,6 +40,7 @@ FAILURE_LINES = 30
 # Colour codes (CI may force colour on) would hide a failure from FAILURE and STEP.
 COLOUR = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 SHOWN_FAILURES = 3
+STARTED = time.monotonic()
 
 
 def load_suite(path=TOP / "molecule" / "suite.yml"):
@@ -140,7 +141,7 @@ class Lane:
             if self.alone:
                 sys.stdout.write(raw)
             elif important:
-                sys.stdout.write("[%s] %s" % (self.name, line))
+                sys.stdout.write("[%s %4.0fs] %s" % (self.name, time.monotonic() - STARTED, line))
             sys.stdout.flush()
 
     def _close_step(self):
