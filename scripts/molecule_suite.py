@@ -33,6 +33,9 @@ TOP = Path(__file__).resolve().parent.parent
 STATE = TOP / ".build" / "molecule"
 LOGS = TOP / ".build" / "logs"
 STEP = re.compile(r"^INFO\s+\[(?P<scenario>[\w.-]+) > (?P<step>[\w-]+)\] Executing$")
+# A step Molecule skipped (guests already created, destroy=never, ...) is not timed.
+SKIPPED = re.compile(r"^(WARNING\s+\[[\w.-]+ > [\w-]+\] Skipping"
+                     r"|INFO\s+\[[\w.-]+ > [\w-]+\] Executed: (Skipped|\d+ disabled))")
 SHOWN_TASKS = 15
 # A failed Ansible task, or a failed test in pytest's report (never Ansible's retries).
 FAILURE = re.compile(r"^(fatal|failed): \[|^\[ERROR\]|^ERROR! |^_{5,} test_|^FAILED (?!- RETRYING)")
@@ -91,6 +94,15 @@ class Lane:
 
     def run(self, output_lock):
         started = time.monotonic()
+        try:
+            self._run(output_lock)
+        except Exception as error:  # pylint: disable=broad-except
+            # A lane that could not run its commands failed; the other lanes go on.
+            self.rc = 1
+            self.failures += ["-- %s" % self.name, "lane %s could not run: %s" % (self.name, error)]
+        self.seconds = time.monotonic() - started
+
+    def _run(self, output_lock):
         self.timings.unlink(missing_ok=True)
         env = dict(os.environ, MOLECULE_EPHEMERAL_DIRECTORY=str(self.state), LOCKBOX_TIMINGS=str(self.timings),
                    NO_COLOR="1")
@@ -106,7 +118,6 @@ class Lane:
                 if self.rc:
                     break
         self._close_step()
-        self.seconds = time.monotonic() - started
 
     def stop(self):
         if self.process and self.process.poll() is None:
@@ -132,6 +143,8 @@ class Lane:
         if self._context:
             self.failures.append(line.rstrip()[:300])
             self._context -= 1
+        if SKIPPED.match(line):
+            self._current = None
         match = STEP.match(line)
         if match:
             self._close_step()
@@ -254,9 +267,9 @@ def main():
             phases[phase["name"]] = lanes
             for lane in lanes:
                 failures.extend(lane.failures)
-            failed = [lane for lane in lanes if lane.rc]
+            failed = [lane for lane in lanes if lane.rc != 0]
             if failed:
-                rc = failed[0].rc
+                rc = failed[0].rc or 1
                 print("\n===== phase %s failed in lane %s: later phases do not run =====" % (
                     phase["name"], ", ".join(lane.name for lane in failed)), flush=True)
                 break
