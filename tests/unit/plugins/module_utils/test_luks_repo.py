@@ -104,6 +104,9 @@ def test_second_repository_gets_the_next_network_id(host):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"name": "a/b", "state": "present", "size": "1G"}, "not valid"),
+    ({"name": "..", "state": "present", "size": "1G"}, "not valid"),
+    ({"name": "it a", "state": "present", "size": "1G"}, "not valid"),
+    ({"name": "it-a:f9", "state": "present", "size": "1G"}, "is a fork name"),
     ({"name": "x" * 65, "state": "present", "size": "1G"}, "too long"),
     ({"name": "a:b", "state": "present", "size": "1G"}, "fork name"),
     ({"name": "a", "state": "present", "size": "1M"}, "below the minimum"),
