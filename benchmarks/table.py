@@ -50,8 +50,9 @@ def scale_table():
     path, data = newest("scale")
     if data is None:
         return []
-    title = "`benchmarks/scale/runs/%s` (%s guest, commit %s):" % (
-        path.name, data["machine"]["accel"].upper(), data["machine"].get("commit") or "?")
+    rounds = "; medians of %d rounds" % data["repeats"] if "repo_up_rounds_ms" in data["marks"]["1"] else ""
+    title = "`benchmarks/scale/runs/%s` (%s guest, commit %s%s):" % (
+        path.name, data["machine"]["accel"].upper(), data["machine"].get("commit") or "?", rounds)
     lines = [title, "", "| repositories up | that repo up (ms) | repo_info of all (ms) | route sync (ms) | "
              "watchdog CPU per idle minute (ms) |", "|---|---|---|---|---|"]
     for count, mark in sorted(data["marks"].items(), key=lambda item: int(item[0])):

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import subprocess
+import tempfile
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import (
     InvalidInput,
@@ -29,12 +30,18 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_d
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_secret as _repo_secret
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import compose as _compose
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules import hub as _hub
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import isolation as _isolation
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import secrets as _secrets
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import bash as _bash
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import docker as _docker
 
 COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
+OVERRIDE_FILES = ("compose.override.yaml", "compose.override.yml", "docker-compose.override.yml",
+                  "docker-compose.override.yaml")
+# Services labelled rediacc.install_as=systemd run on the host (renet hub install), not in a
+# container: an override puts them in this profile, which compose leaves out of every command.
+HOST_PROFILE = "rediacc-host"
 STATE_FILE = ".rediacc.json"
 RENDERED = ".rediacc/compose.json"
 REDIACCFILE = "Rediaccfile"
@@ -76,11 +83,62 @@ def _option_values(global_args, names):
     return values
 
 
-def compose_files(project_dir, global_args):
+def compose_files(project_dir, global_args, with_overrides=False):
+    """The compose files of a command: its -f options, else the default file (and its override file)."""
     given = _option_values(global_args, ("-f", "--file"))
     if given:
         return [os.path.join(project_dir, f) for f in given]
-    return [os.path.join(project_dir, n) for n in COMPOSE_FILES if os.path.isfile(os.path.join(project_dir, n))][:1]
+    found = [os.path.join(project_dir, n) for n in COMPOSE_FILES if os.path.isfile(os.path.join(project_dir, n))][:1]
+    if found and with_overrides:
+        found += [os.path.join(project_dir, n) for n in OVERRIDE_FILES
+                  if os.path.isfile(os.path.join(project_dir, n))][:1]
+    return found
+
+
+def host_services(files):
+    """Names of the services labelled ``rediacc.install_as=systemd`` in these compose files."""
+    names = []
+    for path in files:
+        document = _load_yaml(path)
+        services = document.get("services") if isinstance(document, dict) else None
+        for name, service in (services.items() if isinstance(services, dict) else ()):
+            if isinstance(service, dict) and _hub.is_host_service(service) and str(name) not in names:
+                names.append(str(name))
+    return names
+
+
+@contextlib.contextmanager
+def host_service_args(project_dir, global_args, placeholder_image=None):
+    """``global_args`` with an override that puts the host services in HOST_PROFILE (unchanged without any).
+
+    With ``placeholder_image`` the override also gives them that image, so that compose, asked
+    with ``--profile HOST_PROFILE``, prints their model (a service without image is refused).
+    The override is a temporary file, removed when the block ends.
+    """
+    files = compose_files(project_dir, global_args, with_overrides=True)
+    names = host_services(files)
+    if not names:
+        yield list(global_args)
+        return
+    extra = {"profiles": [HOST_PROFILE]}
+    if placeholder_image:
+        extra["image"] = placeholder_image
+    handle, path = tempfile.mkstemp(prefix="lockbox-host-services-", suffix=".json")
+    try:
+        with os.fdopen(handle, "w") as out:
+            json.dump({"services": {name: extra for name in names}}, out)
+        kept, index = [], 0
+        while index < len(global_args):  # the files are named again below, the override last
+            if global_args[index] in ("-f", "--file"):
+                index += 2
+                continue
+            if not global_args[index].startswith(("-f=", "--file=")):
+                kept.append(global_args[index])
+            index += 1
+        yield [*kept, *[arg for f in files for arg in ("-f", f)], "-f", path]
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 def _load_yaml(path):
@@ -264,7 +322,8 @@ def plan_slots(runner, repo, project_dir, global_args, environ):
     files = compose_files(project_dir, global_args)
     for _attempt in (1, 2):
         env = dict(base, **service_environment(repo, table))
-        model = _docker.compose_model(runner, global_args, env, project_dir)
+        with host_service_args(project_dir, global_args) as args:
+            model = _docker.compose_model(runner, args, env, project_dir)
         ordered = ordered_services(files, list(model.get("services") or {}))
         if all(name in table for name in ordered):
             break

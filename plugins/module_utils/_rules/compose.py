@@ -136,6 +136,16 @@ def restart_policy(service):
     return "on-failure:%d" % int(attempts) if attempts else "on-failure"
 
 
+# The user's own rediacc.* labels that stay; every other rediacc.* label is lockbox's to set.
+KEPT_LABELS = ("rediacc.service_port", "rediacc.tcp_ports", "rediacc.udp_ports", "rediacc.checkpoint",
+               "rediacc.install_as")
+KEPT_LABEL_PREFIXES = ("rediacc.hub.",)
+
+
+def _kept_label(key):
+    return not key.startswith(LABEL_PREFIX) or key in KEPT_LABELS or key.startswith(KEPT_LABEL_PREFIXES)
+
+
 def rewrite(model, network_id, recorded_slots=None, *, mount, project_dir, unsafe=False,
             realpath=os.path.realpath):
     """Return (rewritten model, slots, restart policies). Never modifies ``model``.
@@ -169,8 +179,7 @@ def rewrite(model, network_id, recorded_slots=None, *, mount, project_dir, unsaf
         (service.get("deploy") or {}).pop("restart_policy", None)
         if policy:
             restart[name] = policy
-        labels = {k: v for k, v in _labels(service).items() if not k.startswith(LABEL_PREFIX) or
-                  k in ("rediacc.service_port", "rediacc.tcp_ports", "rediacc.udp_ports", "rediacc.checkpoint")}
+        labels = {k: v for k, v in _labels(service).items() if _kept_label(k)}
         labels.update({"rediacc.network_id": str(network_id), "rediacc.service_ip": ip,
                        "rediacc.service_name": name})
         domains = custom_domains(labels)

@@ -225,3 +225,13 @@ def test_what_stays_inside_the_repository_is_fine():
 def test_empty_models_are_refused():
     with pytest.raises(InvalidInput, match="no services"):
         rewrite({"services": {}}, 2816)
+
+
+def test_hub_labels_stay_and_lockbox_labels_are_lockbox_s():
+    model = {"services": {"web": {"image": "x", "labels": {
+        "rediacc.install_as": "systemd", "rediacc.hub.route.code": "8080", "rediacc.hub.templates.a.image": "i",
+        "rediacc.network_id": "1", "rediacc.hubx": "dropped", "rediacc.service_ip": "10.0.0.1"}}}}
+    labels = rewrite(model, 6336)[0]["services"]["web"]["labels"]
+    assert labels == {"rediacc.install_as": "systemd", "rediacc.hub.route.code": "8080",
+                      "rediacc.hub.templates.a.image": "i", "rediacc.network_id": "6336",
+                      "rediacc.service_ip": "127.0.24.194", "rediacc.service_name": "web"}

@@ -2,6 +2,7 @@
 """renet compose / lifecycle / watchdog rules that need no daemon."""
 
 import json
+import os
 
 import pytest
 
@@ -254,3 +255,38 @@ def test_the_watchdog_never_follows_a_project_label_out_of_the_repository(tmp_pa
     monkeypatch.setattr(_project, "containers", lambda runner, network_id: [container])
     assert _watchdog.watchdog_pass(fake_runner, layout, socket_dir=str(sockets)) == []
     assert fake_runner.calls == []
+
+
+def test_host_services_are_put_in_a_profile_compose_leaves_out(tmp_path, fake_runner):
+    """A rediacc.install_as=systemd service has no image: compose is handed an override, never runs it."""
+    (tmp_path / "hubapp").mkdir()
+    (tmp_path / "hubapp" / "docker-compose.yml").write_text(
+        "services:\n  web: {image: x}\n  hub:\n    command: [hub, start]\n    labels: [rediacc.install_as=systemd]\n")
+    (tmp_path / "hubapp" / "docker-compose.override.yml").write_text("services:\n  web: {environment: {A: b}}\n")
+    repo = _project.Repository("app", "g", 6336, str(tmp_path))
+    handed = []
+
+    def config(argv, **kwargs):
+        override = argv[argv.index("config") - 1]
+        handed.append((argv, json.loads(open(override).read())))
+        return type("R", (), {"stdout": json.dumps({"name": "hubapp", "services": {"web": {"image": "x"}}})})()
+    fake_runner.run = config
+    slots = _project.plan_slots(fake_runner, repo, str(tmp_path / "hubapp"), [], {})[0]
+    argv, override = handed[0]
+    project = str(tmp_path / "hubapp")
+    assert argv[:-4] == ["docker", "compose", "-f", project + "/docker-compose.yml",
+                         "-f", project + "/docker-compose.override.yml", "-f"]
+    assert override == {"services": {"hub": {"profiles": [_project.HOST_PROFILE]}}}
+    assert not os.path.exists(argv[-4])  # the override is gone after the call
+    assert slots == {"web": 0}
+
+
+def test_projects_without_host_services_are_handed_to_compose_unchanged(tmp_path):
+    (tmp_path / "compose.yaml").write_text("services:\n  web: {image: x}\n")
+    with _project.host_service_args(str(tmp_path), ["-p", "x"]) as args:
+        assert args == ["-p", "x"]
+    (tmp_path / "compose.yaml").write_text("services:\n  hub: {labels: {rediacc.install_as: systemd}}\n")
+    with _project.host_service_args(str(tmp_path), ["--file=compose.yaml", "-p", "x"], "placeholder") as args:
+        assert args[:4] == ["-p", "x", "-f", str(tmp_path / "compose.yaml")]
+        assert json.loads(open(args[-1]).read())["services"]["hub"] == {"profiles": ["rediacc-host"],
+                                                                         "image": "placeholder"}
