@@ -99,7 +99,7 @@ def host_services(files):
     """Names of the services labelled ``rediacc.install_as=systemd`` in these compose files."""
     names = []
     for path in files:
-        document = _load_yaml(path)
+        document = load_yaml(path)
         services = document.get("services") if isinstance(document, dict) else None
         for name, service in (services.items() if isinstance(services, dict) else ()):
             if isinstance(service, dict) and _hub.is_host_service(service) and str(name) not in names:
@@ -141,7 +141,7 @@ def host_service_args(project_dir, global_args, placeholder_image=None):
             os.unlink(path)
 
 
-def _load_yaml(path):
+def load_yaml(path):
     try:
         import yaml
     except ImportError:
@@ -156,7 +156,7 @@ def _load_yaml(path):
 
 def service_order(path):
     """Service names in the order a compose file lists them (PyYAML keeps mapping order)."""
-    document = _load_yaml(path)
+    document = load_yaml(path)
     services = document.get("services") if isinstance(document, dict) else None
     return [str(name) for name in services] if isinstance(services, dict) else []
 
@@ -175,7 +175,7 @@ def referenced_host_files(files, depth=0):
     """
     found = []
     for path in files:
-        document = _load_yaml(path) if depth < 5 else None
+        document = load_yaml(path) if depth < 5 else None
         if not isinstance(document, dict):
             continue
         base = os.path.dirname(path)
@@ -297,6 +297,18 @@ def _slot_table(mount):
         yield table
         if table != before:
             save_json(path, {"slots": table})
+
+
+def peek_slots(mount):
+    """The repository's service table as it is (read only: planning in check mode)."""
+    path = os.path.join(mount, SLOTS_FILE)
+    try:
+        with open(path) as handle:
+            return dict(json.load(handle).get("slots") or {})
+    except FileNotFoundError:
+        return {}
+    except ValueError as exc:
+        raise LockboxError("%s is damaged: %s" % (path, exc)) from None
 
 
 def claim_slots(mount, names, recorded=None):

@@ -18,6 +18,9 @@
                                          fork, run COMMAND in the fork's sandbox, print one JSON result,
                                          delete the fork (unless --keep)
     renet info [NAME] [--json]           info() of every Rediaccfile, as text (JSON with --json)
+    renet hub install COMPOSE_FILE [--service S] [--check] | uninstall COMPOSE_FILE [--check] | status
+                                         the repository's Hub (its rediacc.install_as=systemd service) as
+                                         the host unit rediacc-hub.service, its labels and router files
     renet watchdog [--interval S] [--once]
                                          start stopped containers per their saved restart policy,
                                          on each daemon's events; a safety pass every S seconds
@@ -37,6 +40,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._core import procfs 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput, LockboxError
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.runner import Runner
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import criu_checkpoint as _criu_checkpoint
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_install as _hub_install
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import project as _project
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_app as _repo_app
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_secret as _repo_secret
@@ -119,6 +123,11 @@ def _parser():
     info = commands.add_parser("info", help="print info() of every Rediaccfile (of every repository without NAME)")
     info.add_argument("name", nargs="?")
     info.add_argument("--json", action="store_true", help="print {repository: {Rediaccfile: output}} as JSON")
+    hub = commands.add_parser("hub", help="the repository's Hub as a host service")
+    hub.add_argument("verb", choices=("install", "uninstall", "status"))
+    hub.add_argument("compose_file", nargs="?", help="install/uninstall: the compose file with the Hub service")
+    hub.add_argument("--service", help="install: the Hub service, when the file has several host services")
+    hub.add_argument("--check", action="store_true", help="install/uninstall: print the plan, change nothing")
     watchdog = commands.add_parser("watchdog", help="restart stopped containers per their saved policy")
     watchdog.add_argument("--interval", type=float, default=_watchdog.SAFETY_PASS)
     watchdog.add_argument("--once", action="store_true")
@@ -230,6 +239,8 @@ def _operation(layout, options, environ):
     if guarded.get(options.command):
         name = options.repo if options.command == "sandbox" else options.name
         return name, " ".join(["renet", options.command, *([verb] if verb else [])])
+    if options.command == "hub" and verb in ("install", "uninstall"):
+        return _hub_repository(layout, options, environ).name, "renet hub %s" % verb
     if options.command == "compose":
         args = _after_dashes(options.args)
         command = _project.split_compose_args(args)[1]
@@ -254,6 +265,33 @@ def guard_agents(layout, options, environ, ancestry=None):
     except _agents.AgentRefused as refused:
         _audit.record("agent-refused", repository=name, operation=operation, marker=refused.marker)
         raise
+
+
+def _hub_repository(layout, options, environ):
+    if not options.compose_file:
+        raise InvalidInput("renet hub %s needs the compose file of the Hub" % options.verb)
+    return _project.repository_for(layout, {k: v for k, v in environ.items() if k != "REDIACC_NETWORK_ID"},
+                                   os.path.dirname(os.path.abspath(options.compose_file)))
+
+
+def _hub_command(runner, layout, options):
+    if options.verb == "status":
+        _say(json.dumps(_hub_install.status(runner), indent=2, sort_keys=True))
+        return 0
+    repo = _hub_repository(layout, options, dict(os.environ))
+    state = "present" if options.verb == "install" else "absent"
+    result = _hub_install.converge(runner, layout, state, repository=repo.name,
+                                   compose_file=os.path.abspath(options.compose_file), service=options.service,
+                                   check_mode=options.check)
+    for action in result["actions"]:
+        _say("%s%s" % ("would " if options.check else "", action["detail"]))
+    if state == "present":
+        _say("renet hub install: %(unit)s listens on %(listen)s:%(port)d for %(names)s"
+             % dict(result, names=", ".join(result["hosts"])))
+        for label in result["ignored_labels"]:
+            _say("renet hub install: warning: label %s is not used" % label, sys.stderr)
+    _say("renet hub %s: %s" % (options.verb, "changed" if result["changed"] else "nothing to do"))
+    return 0
 
 
 def _compose_command(runner, layout, options):
@@ -316,7 +354,7 @@ COMMANDS = {
     "compose": _compose_command, "watchdog": _watchdog_command, "info": _info, "checkpoint": _checkpoint_command,
     "secret": lambda _runner, layout, options: _secret_command(layout, options, sys.stdin),
     "up": _lifecycle_command, "down": _lifecycle_command, "sandbox": _sandbox_command,
-    "task": _task_command,
+    "task": _task_command, "hub": _hub_command,
 }
 
 

@@ -261,3 +261,46 @@ def host_argv(command):
 def route_hosts(routes, base_domain):
     """{host name: container port} for every route prefix."""
     return {"%s.%s" % (prefix, base_domain): port for prefix, port in sorted(routes.items())}
+
+
+_TRAEFIK_ROUTER = re.compile(r"^traefik\.http\.routers\.([A-Za-z0-9_-]{1,63})\.(rule|entrypoints|tls|tls\.certresolver|"
+                             r"middlewares|priority|service)$", re.IGNORECASE)
+_TRAEFIK_IGNORED = re.compile(r"^traefik\.(enable|docker\..*|http\.services\.[A-Za-z0-9_-]+\.loadbalancer\.server\."
+                              r"(port|scheme))$", re.IGNORECASE)
+HUB_TRAEFIK_SERVICE = "rediacc-hub"
+
+
+def traefik_routers(labels, hosts):
+    """Traefik routers of the Hub from its ``traefik.http.routers.*`` labels ({} of none: one per route host).
+
+    Every router leads to the Hub itself (the service is always HUB_TRAEFIK_SERVICE): a label
+    cannot point Traefik anywhere else. Returns (routers, labels that were not understood).
+    """
+    routers, ignored = {}, []
+    for key, value in sorted(labels.items()):
+        if not key.lower().startswith("traefik."):
+            continue
+        match = _TRAEFIK_ROUTER.match(key)
+        if not match:
+            if not _TRAEFIK_IGNORED.match(key):
+                ignored.append(key)
+            continue
+        name, field = match.group(1), match.group(2).lower()
+        router = routers.setdefault(name, {"service": HUB_TRAEFIK_SERVICE})
+        if field == "rule":
+            router["rule"] = value
+        elif field == "entrypoints":
+            router["entryPoints"] = [e.strip() for e in value.split(",") if e.strip()]
+        elif field == "middlewares":
+            router["middlewares"] = [m.strip() for m in value.split(",") if m.strip()]
+        elif field == "tls":
+            router.setdefault("tls", {}) if value.strip().lower() == "true" else None
+        elif field == "tls.certresolver":
+            router.setdefault("tls", {})["certResolver"] = value
+        elif field == "priority" and value.strip().isdigit():
+            router["priority"] = int(value)
+    routers = {name: router for name, router in routers.items() if router.get("rule")}
+    if not routers:
+        routers = {"hub-%s" % host.split(".")[0]: {"rule": "Host(`%s`)" % host, "service": HUB_TRAEFIK_SERVICE}
+                   for host in sorted(hosts)}
+    return routers, ignored

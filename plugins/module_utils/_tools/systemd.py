@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import posixpath
 
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.files import read_text, write_atomic
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.text import key_values
 
@@ -74,3 +75,22 @@ def systemctl(runner, *args):
 def is_active(runner, unit):
     """``systemctl is-active``: active, inactive, failed, ... (rc 3/4 are answers, not failures)."""
     return runner.run(["systemctl", "is-active", unit], ok_rcs=(0, 3, 4)).stdout.strip()
+
+
+def _unit_text(value, what):
+    text = str(value)
+    if any(char in text for char in "\n\r\0"):
+        raise InvalidInput("%s must be one line of text, got %r" % (what, text[:80]))
+    return text
+
+
+def quote_exec_arg(value):
+    """One argument of an Exec*= line, taken literally (no $VAR expansion, no %-specifiers)."""
+    text = _unit_text(value, "a command argument").replace("\\", "\\\\").replace('"', '\\"')
+    return '"%s"' % text.replace("$", "$$").replace("%", "%%")
+
+
+def quote_environment(name, value):
+    """``Environment=`` value for one variable, taken literally."""
+    text = "%s=%s" % (_unit_text(name, "a variable name"), _unit_text(value, "the value of %s" % name))
+    return '"%s"' % text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")

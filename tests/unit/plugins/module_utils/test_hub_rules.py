@@ -105,8 +105,10 @@ def test_user_names_refused(name):
         hub.check_username(name)
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("0", 0), ("30m", 1800), ("1h30m", 5400), ("90s", 90),
-                                                ("2d", 172800)])
+DURATIONS = [("0", 0), ("30m", 1800), ("1h30m", 5400), ("90s", 90), ("2d", 172800)]
+
+
+@pytest.mark.parametrize(("text", "seconds"), DURATIONS)
 def test_durations(text, seconds):
     assert hub.parse_duration(text) == seconds
 

@@ -288,5 +288,5 @@ def test_projects_without_host_services_are_handed_to_compose_unchanged(tmp_path
     (tmp_path / "compose.yaml").write_text("services:\n  hub: {labels: {rediacc.install_as: systemd}}\n")
     with _project.host_service_args(str(tmp_path), ["--file=compose.yaml", "-p", "x"], "placeholder") as args:
         assert args[:4] == ["-p", "x", "-f", str(tmp_path / "compose.yaml")]
-        assert json.loads(open(args[-1]).read())["services"]["hub"] == {"profiles": ["rediacc-host"],
-                                                                         "image": "placeholder"}
+        override = json.loads(open(args[-1]).read())
+        assert override["services"]["hub"] == {"profiles": ["rediacc-host"], "image": "placeholder"}
