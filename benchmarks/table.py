@@ -41,7 +41,18 @@ def operations_table(name):
     if "pages_read_ms" in data:
         lines += ["", "Reading one dump's memory pages back from the encrypted volume (caches dropped), the I/O "
                   "every restore does first: %.0f ms." % data["pages_read_ms"]]
-    if "clone_16g_fragmented_vs_1g_fresh" in data:
+    if data.get("cases"):
+        lines += ["", "| case | extents | clone ours / floor (ms) | clone ratio | fork ours / floor (ms) | fork ratio |",
+                  "|---|---|---|---|---|---|"]
+        for case in data["cases"]:
+            lines.append("| %s | %d | %.0f / %.0f | %.2f | %.0f / %.0f | %.2f |" % (
+                case["case"], case["extents"], case["clone"]["ours_ms"], case["clone"]["floor_ms"],
+                case["clone"]["ratio"], case["fork"]["ours_ms"], case["fork"]["floor_ms"], case["fork"]["ratio"]))
+        first, last = data["cases"][0]["clone"], data["cases"][-1]["clone"]
+        lines += ["", "Clone step, %s / %s: ours %.2f, floor %.2f" % (
+            data["cases"][-1]["case"], data["cases"][0]["case"], last["ours_ms"] / first["ours_ms"],
+            last["floor_ms"] / first["floor_ms"])]
+    elif "clone_16g_fragmented_vs_1g_fresh" in data:
         lines += ["", "Clone step, 16 GiB fragmented / 1 GiB fresh: %.2f" % data["clone_16g_fragmented_vs_1g_fresh"]]
     return [*lines, ""]
 
