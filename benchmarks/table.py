@@ -42,8 +42,8 @@ def operations_table(name):
         lines += ["", "Reading one dump's memory pages back from the encrypted volume (caches dropped), the I/O "
                   "every restore does first: %.0f ms." % data["pages_read_ms"]]
     if data.get("cases"):
-        lines += ["", "| case | extents | clone ours / floor (ms) | clone ratio | fork ours / floor (ms) | fork ratio |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["", "| case | extents | clone ours / floor (ms) | clone ratio | fork ours / floor (ms) "
+                      "| fork ratio |", "|---|---|---|---|---|---|"]
         for case in data["cases"]:
             lines.append("| %s | %d | %.0f / %.0f | %.2f | %.0f / %.0f | %.2f |" % (
                 case["case"], case["extents"], case["clone"]["ours_ms"], case["clone"]["floor_ms"],

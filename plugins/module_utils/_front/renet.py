@@ -19,6 +19,7 @@
                                          delete the fork (unless --keep)
     renet info [NAME] [--json]           info() of every Rediaccfile, as text (JSON with --json)
     renet hub install COMPOSE_FILE [--service S] [--check] | uninstall COMPOSE_FILE [--check] | status
+    renet hub start --labels=F --listen=IP OPTIONS   the Hub's server (run by rediacc-hub.service)
                                          the repository's Hub (its rediacc.install_as=systemd service) as
                                          the host unit rediacc-hub.service, its labels and router files
     renet watchdog [--interval S] [--once]
@@ -124,7 +125,7 @@ def _parser():
     info.add_argument("name", nargs="?")
     info.add_argument("--json", action="store_true", help="print {repository: {Rediaccfile: output}} as JSON")
     hub = commands.add_parser("hub", help="the repository's Hub as a host service")
-    hub.add_argument("verb", choices=("install", "uninstall", "status"))
+    hub.add_argument("verb", choices=("install", "uninstall", "status", "start"))
     hub.add_argument("compose_file", nargs="?", help="install/uninstall: the compose file with the Hub service")
     hub.add_argument("--service", help="install: the Hub service, when the file has several host services")
     hub.add_argument("--check", action="store_true", help="install/uninstall: print the plan, change nothing")
@@ -358,7 +359,37 @@ COMMANDS = {
 }
 
 
+def hub_start(argv, environ):
+    """``renet hub start``: checked options, labels, provider settings; then serve until stopped."""
+    from ansible_collections.lockbox.fleet.plugins.module_utils._core import tokens as _tokens
+    from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_environments as _environments
+    from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_server as _hub_server
+    from ansible_collections.lockbox.fleet.plugins.module_utils._rules import hub as _hub
+    if not _hub_server.HAS_AIOHTTP:
+        raise LockboxError("the Hub needs python3-aiohttp (the lockbox.fleet.hub role installs it)")
+    options = _hub.parse_start(argv)
+    config = _hub_server.load_labels(options["labels"] or _hub_install.LABELS_FILE)
+    oauth = _hub.oauth_settings(environ)
+    secret = _tokens.secret_from_hex(environ.get("HUB_SESSION_SECRET"))
+    if secret is None:
+        secret = os.urandom(32)
+        _say("renet hub: HUB_SESSION_SECRET is not 32+ bytes of hex: sessions end when the Hub restarts", sys.stderr)
+    environments = _environments.Environments(Runner(), config, options)
+    hub = _hub_server.Hub(config, options, oauth, secret, environments)
+    hosts = ", ".join(sorted(_hub.route_hosts(config["routes"], options["base_domain"])))
+    _say("renet hub: serving %s on %s:%d" % (hosts, options["listen"] or config["listen"], options["port"]))
+    _hub_server.serve(hub, options["listen"] or config["listen"], options["port"])
+    return 0
+
+
 def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["hub", "start"]:
+        try:
+            return hub_start(argv[2:], dict(os.environ))
+        except LockboxError as exc:
+            _say("renet: %s" % exc.msg, sys.stderr)
+            return 1
     options = _parser().parse_args(argv)
     layout = _repository.Layout(options.datastore)
     runner = Runner()

@@ -304,3 +304,76 @@ def traefik_routers(labels, hosts):
         routers = {"hub-%s" % host.split(".")[0]: {"rule": "Host(`%s`)" % host, "service": HUB_TRAEFIK_SERVICE}
                    for host in sorted(hosts)}
     return routers, ignored
+
+
+# -- login ------------------------------------------------------------------------------------
+
+OAUTH_REQUIRED = ("HUB_OAUTH_CLIENT_ID", "HUB_OAUTH_CLIENT_SECRET", "HUB_OAUTH_AUTHORIZE_URL", "HUB_OAUTH_TOKEN_URL",
+                  "HUB_OAUTH_USERINFO_URL", "HUB_OAUTH_USERINFO_PATH")
+_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s#]*)?$")
+_LOCAL_PATH = re.compile(r"^/(?![/\\])[\x21-\x7e]*$")
+
+
+def oauth_settings(environ):
+    """The provider settings from ``HUB_*`` variables; raises InvalidInput naming every one missing or wrong."""
+    problems = ["%s is not set" % name for name in OAUTH_REQUIRED if not (environ.get(name) or "").strip()]
+    for name in ("HUB_OAUTH_AUTHORIZE_URL", "HUB_OAUTH_TOKEN_URL", "HUB_OAUTH_USERINFO_URL",
+                 "HUB_OAUTH_REDIRECT_URI"):
+        value = (environ.get(name) or "").strip()
+        if value and not _URL.match(value):
+            problems.append("%s=%r is not an http(s) URL" % (name, value))
+    path = (environ.get("HUB_OAUTH_USERINFO_PATH") or "").strip()
+    if path and not all(part for part in path.split(".")):
+        problems.append("HUB_OAUTH_USERINFO_PATH=%r is not a dot-path such as ocs.data.id" % path)
+    if problems:
+        raise InvalidInput("the Hub's login is not configured: " + "; ".join(problems))
+
+    def split(name):
+        return [v for v in re.split(r"[\s,]+", environ.get(name) or "") if v]
+    return {"client_id": environ["HUB_OAUTH_CLIENT_ID"].strip(),
+            "client_secret": environ["HUB_OAUTH_CLIENT_SECRET"].strip(),
+            "authorize_url": environ["HUB_OAUTH_AUTHORIZE_URL"].strip(),
+            "token_url": environ["HUB_OAUTH_TOKEN_URL"].strip(),
+            "userinfo_url": environ["HUB_OAUTH_USERINFO_URL"].strip(),
+            "userinfo_path": path.split("."),
+            "redirect_uri": (environ.get("HUB_OAUTH_REDIRECT_URI") or "").strip(),
+            "scopes": split("HUB_OAUTH_SCOPES"),
+            "allowed_groups": split("HUB_ALLOWED_GROUPS"),
+            "admins": {check_username(name) for name in split("HUB_ADMIN_USERS")}}
+
+
+def safe_next(value):
+    """A local path to go to after login (``/`` for anything else: no other host, no scheme)."""
+    text = value if isinstance(value, str) else ""
+    return text if len(text) <= 2048 and _LOCAL_PATH.match(text) else "/"
+
+
+def userinfo_value(document, path):
+    """The value at a dot-path of the provider's userinfo document (list indexes allowed), or None."""
+    node = document
+    for part in path:
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node if isinstance(node, (str, int)) and not isinstance(node, bool) else None
+
+
+def user_groups(document):
+    """The groups a userinfo document names (``groups``, a list of names)."""
+    groups = document.get("groups") if isinstance(document, dict) else None
+    return sorted({str(g) for g in groups if isinstance(g, (str, int))}) if isinstance(groups, list) else []
+
+
+def allowed(groups, allowed_groups):
+    return not allowed_groups or bool(set(groups) & set(allowed_groups))
+
+
+def host_prefix(host, routes, base_domain):
+    """The route prefix of a request's Host (port ignored), or None for a host the Hub does not serve."""
+    name = (host or "").strip().lower()
+    name = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
+    prefix, _dot, domain = name.partition(".")
+    return prefix if domain == base_domain and prefix in routes else None

@@ -93,3 +93,60 @@ def server_version(runner, host):
     except LockboxError:
         return None
     return (answer or {}).get("Version") if isinstance(answer, dict) else None
+
+
+# The Hub's users' daemons: images and the user's container.
+PULL_TIMEOUT = 1800.0
+
+
+def _image_path(image, action):
+    return "/images/%s%s" % (quote(image, safe=""), action)
+
+
+def image_exists(runner, host, image):
+    return runner.api(_socket(host), "GET", _image_path(image, "/json"), ok_statuses=(200, 404)).status == 200
+
+
+def pull(runner, host, image):
+    """``docker pull``: the daemon answers 200 with a stream of JSON progress lines, an error among them."""
+    name, tag = image, "latest"
+    if "@" not in image and ":" in image.rsplit("/", 1)[-1]:
+        name, tag = image.rsplit(":", 1)
+    answer = runner.api(_socket(host), "POST", "/images/create?" + urlencode({"fromImage": name, "tag": tag}),
+                        timeout=PULL_TIMEOUT)
+    for line in (answer.data if isinstance(answer.data, str) else json.dumps(answer.data or {})).splitlines():
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(message, dict) and message.get("error"):
+            raise LockboxError("pulling %s failed: %s" % (image, message["error"]), cmd=answer.request)
+
+
+def copy_image(runner, source, target, image):
+    """``docker save`` from one daemon into ``docker load`` of another (no registry involved)."""
+    runner.run(["bash", "-c", 'set -o pipefail; docker -H "$1" save "$3" | docker -H "$2" load -q',
+                "copy-image", source, target, image], env={"DOCKER_CONFIG": "/nonexistent"})
+
+
+def create(runner, host, name, spec):
+    runner.api(_socket(host), "POST", "/containers/create?" + urlencode({"name": name}), ok_statuses=(201,),
+               body=spec)
+
+
+def exec_run(runner, host, container_id, argv, user=""):
+    """Run ``argv`` in the container as ``user`` and wait for it; raise when it fails."""
+    made = runner.api(_socket(host), "POST", _container_path(container_id, "/exec"), ok_statuses=(201,),
+                      body={"Cmd": list(argv), "User": user, "AttachStdout": True, "AttachStderr": True}).data
+    output = runner.api(_socket(host), "POST", "/exec/%s/start" % quote(made["Id"], safe=""), timeout=600.0,
+                        body={"Detach": False, "Tty": False}).data
+    code = runner.api(_socket(host), "GET", "/exec/%s/json" % quote(made["Id"], safe="")).data.get("ExitCode")
+    if code != 0:
+        raise LockboxError("%s in %s exited with %s" % (argv[-1][:100], container_id, code),
+                           stdout=output if isinstance(output, str) else None)
+    return output
+
+
+def info(runner, host):
+    """``docker info``: counts of containers and images among others."""
+    return runner.api(_socket(host), "GET", "/info", timeout=10.0).data or {}

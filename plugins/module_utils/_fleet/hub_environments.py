@@ -1,0 +1,298 @@
+# Copyright: lockbox.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The Hub's users' environments: one dockerd and one container per user, in a /26 of their own.
+
+A user's environment is built like a repository's services, from the same pieces: a networkId
+from 32768 up (kept in ``<workspace>/<user>-docker/.networkid``, so a returning user gets the
+same one), the daemon of ``repo_daemon`` with its data-root in ``<workspace>/<user>-docker``,
+the loopback guard of ``loopback_net`` (users cannot reach each other or the repositories),
+and the user's container on the /26's first service IP, from the template's labels. CPU and
+memory limits are properties of the user's slice, which holds the daemon and the container.
+
+Every step runs in a worker thread of the Hub; progress is kept per user for the waiting page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.files import read_text, write_atomic
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import loopback_net as _loopback_net
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules import compose as _compose
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules import hub as _hub
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import docker as _docker
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import systemd as _systemd
+
+NETWORK_ID_FILE = ".networkid"
+NETWORK_ID_STEP = 64
+CONTAINER_SLOT = 0
+PORT_TIMEOUT = 180.0
+SPAWN_ATTEMPTS_KEPT = 20
+
+
+def docker_root(workspace_dir, user):
+    """``<workspace>/<user>-docker``: the user's daemon's home (data-root under .rediacc/docker/data)."""
+    return os.path.join(workspace_dir, "%s-docker" % user)
+
+
+def workspace_of(workspace_dir, user):
+    return os.path.join(workspace_dir, user)
+
+
+def container_name(user):
+    return "hub-%s" % "".join(c if c.isalnum() or c in "_.-" else "-" for c in user)
+
+
+def recorded_network_ids(workspace_dir):
+    """{user: networkId} of every data-root with a marker."""
+    found = {}
+    for entry in sorted(os.listdir(workspace_dir)) if os.path.isdir(workspace_dir) else []:
+        if entry.endswith("-docker"):
+            text = (read_text(os.path.join(workspace_dir, entry, NETWORK_ID_FILE)) or "").strip()
+            if text.isdigit():
+                found[entry[:-len("-docker")]] = int(text)
+    return found
+
+
+def network_id_for(workspace_dir, user, lock):
+    """The user's networkId: the recorded one, else the lowest free one from 32768 (recorded now)."""
+    with lock:
+        recorded = recorded_network_ids(workspace_dir)
+        if user in recorded:
+            return recorded[user]
+        taken = set(recorded.values())
+        network_id = _hub.FIRST_USER_NETWORK_ID
+        while network_id in taken:
+            network_id += NETWORK_ID_STEP
+        root = docker_root(workspace_dir, user)
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        write_atomic(os.path.join(root, NETWORK_ID_FILE), "%d\n" % network_id, mode=0o600)
+        return network_id
+
+
+def daemon_unit(root, network_id, template):
+    """The user's dockerd unit: repo_daemon's, in the user's slice, which carries the limits."""
+    base = _repo_daemon.unit_content(root, network_id, _repo_daemon.config_path(network_id))
+    lines = ["Slice=%s" % _loopback_net.repository_slice(network_id)]
+    return base.replace("[Service]\n", "[Service]\n" + "".join(line + "\n" for line in lines), 1)
+
+
+def slice_limits(template):
+    """``systemctl set-property`` arguments of the template's limits."""
+    props = []
+    if template.get("limits.cpu"):
+        props.append("CPUQuota=%s" % template["limits.cpu"])
+    if template.get("limits.memory"):
+        props.append("MemoryMax=%s" % template["limits.memory"])
+    return props
+
+
+def container_spec(user, network_id, template, workspace_dir, image):
+    """The Engine API body that creates the user's container."""
+    ip = _compose.service_ip(network_id, CONTAINER_SLOT)
+    command = _hub.expand_command(template.get("command") or "", ip)
+    host = {"NetworkMode": "host", "ShmSize": template["shm_size"], "CapDrop": ["NET_RAW"], "Init": True,
+            "CgroupParent": _loopback_net.service_slice(network_id, CONTAINER_SLOT),
+            "SecurityOpt": ["no-new-privileges"]}
+    if template["mode"] == "ephemeral":
+        host["Tmpfs"] = {template["workspace"]: "rw,nosuid,nodev,size=%d" % (1 << 30)}
+    else:
+        host["Binds"] = ["%s:%s:rw" % (workspace_of(workspace_dir, user), template["workspace"])]
+    spec = {"Image": image, "User": template["user"], "WorkingDir": template["workspace"],
+            "Env": ["SERVICE_IP=%s" % ip, "HUB_USER=%s" % user, "HOME=%s" % template["workspace"]],
+            "Labels": {"rediacc.hub.user": user, "rediacc.hub.template": template.get("name", ""),
+                       "rediacc.network_id": str(network_id), "rediacc.service_ip": ip},
+            "HostConfig": host}
+    if command:
+        spec["Cmd"] = ["/bin/sh", "-c", command]
+    return spec
+
+
+class Environment:
+    """What the Hub knows of one user's environment."""
+
+    def __init__(self, user):
+        self.user, self.template, self.status = user, None, "absent"
+        self.network_id, self.address, self.error = None, None, None
+        self.steps, self.last_active, self.lock = [], time.time(), threading.Lock()
+
+    def step(self, text):
+        self.steps = [*self.steps, text][-SPAWN_ATTEMPTS_KEPT:]
+
+
+class Environments:
+    """Every user's environment on this host, built and stopped in worker threads."""
+
+    def __init__(self, runner, config, options, *, audit=None, port_timeout=PORT_TIMEOUT):
+        self.runner, self.config, self.options = runner, config, options
+        self.workspace_dir = options["workspace_dir"]
+        self.audit = audit or (lambda user, kind, **fields: None)
+        self.port_timeout = port_timeout
+        self.users, self.lock, self.id_lock = {}, threading.Lock(), threading.Lock()
+
+    def _env(self, user):
+        with self.lock:
+            return self.users.setdefault(user, Environment(user))
+
+    def template_of(self, env):
+        name = env.template or self.config["default_template"]
+        return dict(self.config["templates"][name], name=name)
+
+    def choose_template(self, user, name):
+        env = self._env(user)
+        if env.template != name and env.status == "ready":
+            env.status = "rebuild"  # switching template rebuilds the container on the next request
+            env.address = None
+        env.template = name
+
+    def touch(self, user):
+        self._env(user).last_active = time.time()
+
+    def address(self, user):
+        env = self._env(user)
+        return env.address if env.status == "ready" else None
+
+    def progress(self, user):
+        env = self._env(user)
+        return {"status": env.status, "steps": env.steps, "ready": env.status == "ready", "error": env.error}
+
+    def ensure(self, user):
+        """Start building the user's environment unless it is being built."""
+        env = self._env(user)
+        with env.lock:
+            if env.status in ("starting", "ready"):
+                return
+            env.status, env.error, env.steps = "starting", None, []
+        threading.Thread(target=self._build, args=(env,), daemon=True).start()
+
+    def _build(self, env):
+        try:
+            self.build(env)
+            env.status = "ready"
+            env.step("ready")
+        except (LockboxError, OSError) as exc:
+            env.status, env.error = "failed", str(getattr(exc, "msg", exc))
+            env.step("failed: %s" % env.error)
+            self.audit(env.user, "spawn-failed", error=env.error)
+
+    def build(self, env):
+        """Network, daemon, image, container, port: each step reported on the waiting page."""
+        template = self.template_of(env)
+        env.step("allocating your network")
+        env.network_id = network_id_for(self.workspace_dir, env.user, self.id_lock)
+        root = docker_root(self.workspace_dir, env.user)
+        host = _repo_daemon.docker_host(env.network_id)
+        env.step("starting your Docker daemon (networkId %d)" % env.network_id)
+        self._daemon(env.network_id, root, template)
+        env.step("getting image %s" % template["image"])
+        self._image(host, template["image"])
+        env.step("starting your container (template %s)" % template["name"])
+        os.makedirs(workspace_of(self.workspace_dir, env.user), mode=0o750, exist_ok=True)
+        created = self._container(env, host, template)
+        if created and template.get("hook.on_create"):
+            env.step("running the on_create hook")
+            _docker.exec_run(self.runner, host, container_name(env.user), ["/bin/sh", "-c", template["hook.on_create"]],
+                             user=template["user"])
+        ip = _compose.service_ip(env.network_id, CONTAINER_SLOT)
+        first_port = sorted(self.config["routes"].values())[0]
+        env.step("waiting for your environment to answer on port %d" % first_port)
+        wait_for_port(ip, first_port, self.port_timeout)
+        env.address = ip
+
+    def _daemon(self, network_id, root, template):
+        _loopback_net.ensure_guard(self.runner, network_id)
+        _loopback_net.converge_service(self.runner, network_id, CONTAINER_SLOT)
+        limits = slice_limits(template)
+        if limits:
+            _systemd.systemctl(self.runner, "set-property", _loopback_net.repository_slice(network_id), *limits)
+        conf = _repo_daemon.config_path(network_id)
+        unit = _repo_daemon.unit_name(network_id)
+        wanted_unit = daemon_unit(root, network_id, template)
+        changed = False
+        if read_text(conf) != _repo_daemon.render_config(root, network_id):
+            write_atomic(conf, _repo_daemon.render_config(root, network_id))
+            changed = True
+        current = _systemd.read_unit_file(unit)
+        if current != wanted_unit:
+            _systemd.write_unit_file(unit, wanted_unit)
+            if current is not None:
+                _systemd.systemctl(self.runner, "daemon-reload")
+            changed = True
+        if changed:
+            _systemd.systemctl(self.runner, "restart", unit)
+        elif _systemd.is_active(self.runner, unit) != "active":
+            _systemd.systemctl(self.runner, "start", unit)
+        _repo_daemon.wait_for_api(self.runner, network_id)
+
+    def _image(self, host, image):
+        if _docker.image_exists(self.runner, host, image):
+            return
+        source = self.options.get("docker_socket")
+        if source and _docker.image_exists(self.runner, "unix://" + source, image):
+            _docker.copy_image(self.runner, "unix://" + source, host, image)  # what the repository already has
+        else:
+            _docker.pull(self.runner, host, image)
+
+    def _container(self, env, host, template):
+        """Start the user's container (created from the template when missing or of another template)."""
+        name = container_name(env.user)
+        found = _docker.inspect(self.runner, host, name)
+        if found and (found.get("Config") or {}).get("Labels", {}).get("rediacc.hub.template") != template["name"]:
+            _docker.remove(self.runner, host, [name])
+            found = None
+        created = found is None
+        if created:
+            spec = container_spec(env.user, env.network_id, template, self.workspace_dir, template["image"])
+            _docker.create(self.runner, host, name, spec)
+            self.audit(env.user, "container-created", template=template["name"])
+        if not ((found or {}).get("State") or {}).get("Running"):
+            _docker.start(self.runner, host, name)
+        return created
+
+    def stop(self, user):
+        env = self._env(user)
+        with env.lock:
+            env.status, env.address = "stopping", None
+        if env.network_id is None:
+            env.network_id = recorded_network_ids(self.workspace_dir).get(user)
+        if env.network_id is not None:
+            host = _repo_daemon.docker_host(env.network_id)
+            template = self.template_of(env)
+            with contextlib.suppress(LockboxError):
+                if template["mode"] == "ephemeral":
+                    _docker.remove(self.runner, host, [container_name(user)])
+                else:
+                    _docker.stop(self.runner, host, container_name(user))
+            _systemd.systemctl(self.runner, "stop", _repo_daemon.unit_name(env.network_id))
+        env.status = "stopped"
+
+    def status(self):
+        known = recorded_network_ids(self.workspace_dir)
+        for user in known:
+            self._env(user)
+        now = time.time()
+        with self.lock:
+            envs = list(self.users.values())
+        return [{"user": e.user, "status": e.status, "template": self.template_of(e)["name"],
+                 "network_id": e.network_id or known.get(e.user), "address": e.address,
+                 "idle_seconds": int(now - e.last_active), "error": e.error}
+                for e in sorted(envs, key=lambda e: e.user)]
+
+
+def wait_for_port(ip, port, timeout):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((ip, port), timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise LockboxError("nothing answered on %s:%d within %.0f s" % (ip, port, timeout)) from None
+            time.sleep(0.5)

@@ -1,0 +1,372 @@
+# Copyright: lockbox.fleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""``renet hub start``: the Hub's HTTP server (login, sessions, spawn progress, proxy, API).
+
+Login is the OAuth2 authorization code flow with ``state`` and PKCE S256 against any
+provider (``HUB_OAUTH_*``). The login attempt (state, verifier, where to go after) is a
+signed cookie on the host that started it; the session is a signed ``__Host-`` cookie per
+host name. With ``HUB_OAUTH_REDIRECT_URI`` (one callback host registered at the provider) a
+login started on another route host goes through the callback host and comes back with a
+one-time ticket, so every route host gets its own host-only cookie.
+
+A request for a host the Hub does not serve is refused (421) before anything else: the host
+name decides which user port is reached and which cookie is valid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import logging
+import time
+from urllib.parse import urlencode, urlsplit
+
+from ansible_collections.lockbox.fleet.plugins.module_utils._core import tokens as _tokens
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules import hub as _hub
+
+try:
+    from aiohttp import ClientError, ClientSession, ClientTimeout, WSMsgType, web
+    HAS_AIOHTTP = True
+except ImportError:  # hosts get python3-aiohttp from the hub role; the collection imports without it
+    HAS_AIOHTTP = False
+
+LOG = logging.getLogger("lockbox.hub")
+SESSION_COOKIE = "__Host-hub_session"
+LOGIN_COOKIE = "__Host-hub_login"
+SESSION_LIFETIME = 12 * 3600
+LOGIN_LIFETIME = 600
+TICKET_LIFETIME = 60
+HUB_COOKIES = (SESSION_COOKIE, LOGIN_COOKIE)
+# Hop-by-hop headers (RFC 9110 7.6.1) and what the proxy sets itself.
+HOP_HEADERS = frozenset(("connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+                         "transfer-encoding", "upgrade", "host", "content-length"))
+
+
+class Hub:
+    """One Hub: its configuration, the users' environments, and the HTTP application."""
+
+    def __init__(self, config, options, oauth, secret, environments, *, audit=None, clock=time.time):
+        self.config, self.options, self.oauth, self.secret = config, options, oauth, secret
+        self.environments, self.clock = environments, clock
+        self.audit = audit or (lambda user, kind, **fields: None)
+        self.used_tickets = {}
+        self.http = None
+        redirect = urlsplit(oauth["redirect_uri"]) if oauth["redirect_uri"] else None
+        self.callback_host = redirect.netloc.lower() if redirect else None
+
+    # -- the application ---------------------------------------------------------------------
+
+    def app(self):
+        async def only_served_hosts(request, handler):
+            return await self._only_served_hosts(request, handler)
+        app = web.Application(middlewares=[web.middleware(only_served_hosts)])
+        app.router.add_get("/_hub/health", self.health)
+        app.router.add_get("/_hub/login", self.login)
+        app.router.add_get("/_hub/callback", self.callback)
+        app.router.add_get("/_hub/session", self.session_from_ticket)
+        app.router.add_get("/_hub/logout", self.logout)
+        app.router.add_get("/_hub/api/status", self.api_status)
+        app.router.add_get("/_hub/api/progress", self.api_progress)
+        app.router.add_post("/_hub/api/stop/{user}", self.api_stop)
+        app.router.add_get("/_hub/dashboard", self.dashboard)
+        app.router.add_route("*", "/{tail:.*}", self.serve_user)
+        app.on_startup.append(self._start)
+        app.on_cleanup.append(self._stop)
+        return app
+
+    async def _start(self, _app):
+        self.http = ClientSession(timeout=ClientTimeout(total=30))
+
+    async def _stop(self, _app):
+        await self.http.close()
+
+    def _served(self, host):
+        name = (host or "").lower()
+        return _hub.host_prefix(name, self.config["routes"], self.options["base_domain"]) is not None or (
+            self.callback_host is not None and name == self.callback_host)
+
+    async def _only_served_hosts(self, request, handler):
+        if request.path == "/_hub/health":
+            return await handler(request)
+        if not self._served(request.host):
+            return web.Response(status=421, text="this Hub does not serve the host %r\n" % request.host[:100])
+        return await handler(request)
+
+    # -- cookies -----------------------------------------------------------------------------
+
+    def _set_cookie(self, response, name, value, max_age):
+        # __Host-: Secure, Path=/, no Domain: the cookie belongs to exactly this host name.
+        response.set_cookie(name, value, max_age=max_age, path="/", secure=True, httponly=True, samesite="Lax")
+
+    def session_of(self, request):
+        """The session payload valid for this host, or None."""
+        payload = _tokens.verify(self.secret, "session", request.cookies.get(SESSION_COOKIE), self.clock())
+        if payload is None or payload.get("host") != request.host.lower():
+            return None
+        return payload
+
+    def _session_response(self, location, host, user, admin, template):
+        response = _redirect(location)
+        token = _tokens.sign(self.secret, "session", {"user": user, "admin": admin, "host": host,
+                                                      "template": template}, self.clock(), SESSION_LIFETIME)
+        self._set_cookie(response, SESSION_COOKIE, token, SESSION_LIFETIME)
+        return response
+
+    # -- login -------------------------------------------------------------------------------
+
+    async def health(self, _request):
+        return web.json_response({"ok": True})
+
+    def _redirect_uri(self, request):
+        return self.oauth["redirect_uri"] or "https://%s/_hub/callback" % request.host.lower()
+
+    async def login(self, request):
+        host = request.host.lower()
+        template = request.query.get("template") or ""
+        if template and template not in self.config["templates"]:
+            return web.Response(status=400, text="unknown template %r (known: %s)\n" % (
+                template[:64], ", ".join(sorted(self.config["templates"]))))
+        back = _tokens.verify(self.secret, "return", request.query.get("return"), self.clock())
+        if back is None:
+            back = {"host": host, "next": _hub.safe_next(request.query.get("next")), "template": template}
+        if self.callback_host and host != self.callback_host:
+            # The provider knows one callback: the attempt starts there and comes back with a ticket.
+            token = _tokens.sign(self.secret, "return", back, self.clock(), LOGIN_LIFETIME)
+            raise web.HTTPFound("https://%s/_hub/login?%s" % (self.callback_host, urlencode({"return": token})))
+        state, verifier = _tokens.random_token(), _tokens.random_token(48)
+        attempt = dict(back, state=state, verifier=verifier)
+        query = {"response_type": "code", "client_id": self.oauth["client_id"],
+                 "redirect_uri": self._redirect_uri(request), "state": state,
+                 "code_challenge": _tokens.pkce_challenge(verifier), "code_challenge_method": "S256"}
+        if self.oauth["scopes"]:
+            query["scope"] = " ".join(self.oauth["scopes"])
+        response = _redirect("%s%s%s" % (self.oauth["authorize_url"],
+                                         "&" if "?" in self.oauth["authorize_url"] else "?", urlencode(query)))
+        self._set_cookie(response, LOGIN_COOKIE,
+                         _tokens.sign(self.secret, "login", attempt, self.clock(), LOGIN_LIFETIME), LOGIN_LIFETIME)
+        return response
+
+    def _denied(self, status, reason, user=None):
+        self.audit(user or "-", "login-denied", reason=reason)
+        return web.Response(status=status, text="login refused: %s\n" % reason)
+
+    async def callback(self, request):
+        attempt = _tokens.verify(self.secret, "login", request.cookies.get(LOGIN_COOKIE), self.clock())
+        if attempt is None:
+            return self._denied(400, "no login in progress in this browser (or it expired): start again")
+        state = request.query.get("state") or ""
+        if not _tokens.constant_equal(state, attempt["state"]):
+            return self._denied(400, "the state does not match this browser's login")
+        if "error" in request.query or not request.query.get("code"):
+            return self._denied(401, "the provider answered %s" % (request.query.get("error") or "without a code"))
+        try:
+            user, groups = await self._identify(request, request.query["code"], attempt["verifier"])
+        except (TimeoutError, InvalidInput, ClientError, ValueError) as exc:
+            return self._denied(401, str(getattr(exc, "msg", exc))[:300])
+        if not _hub.allowed(groups, self.oauth["allowed_groups"]):
+            return self._denied(403, "user %s is in none of the allowed groups" % user, user)
+        admin = user in self.oauth["admins"]
+        self.audit(user, "login", admin=admin, host=attempt["host"])
+        if attempt["template"]:
+            self.environments.choose_template(user, attempt["template"])
+        if attempt["host"] == request.host.lower():
+            response = self._session_response(attempt["next"], attempt["host"], user, admin, attempt["template"])
+        else:
+            ticket = _tokens.sign(self.secret, "ticket", {"user": user, "admin": admin, "host": attempt["host"],
+                                                          "next": attempt["next"], "template": attempt["template"],
+                                                          "nonce": _tokens.random_token(16)},
+                                  self.clock(), TICKET_LIFETIME)
+            # Signed in on the callback host too (its dashboard), then handed over to the route host.
+            response = self._session_response("https://%s/_hub/session?%s" % (
+                attempt["host"], urlencode({"ticket": ticket})), request.host.lower(), user, admin, attempt["template"])
+        response.del_cookie(LOGIN_COOKIE, path="/")
+        return response
+
+    async def _identify(self, request, code, verifier):
+        """(user name, groups) from the provider: the code (with the PKCE verifier) for a token, then userinfo."""
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": self._redirect_uri(request),
+                "client_id": self.oauth["client_id"], "client_secret": self.oauth["client_secret"],
+                "code_verifier": verifier}
+        async with self.http.post(self.oauth["token_url"], data=form, headers={"Accept": "application/json"}) as got:
+            body = await got.json(content_type=None)
+            if got.status != 200 or not isinstance(body, dict) or not body.get("access_token"):
+                raise InvalidInput("the token endpoint refused the code (HTTP %d: %s)" % (
+                    got.status, (body or {}).get("error", "no access token") if isinstance(body, dict) else "?"))
+        headers = {"Authorization": "Bearer %s" % body["access_token"], "Accept": "application/json"}
+        async with self.http.get(self.oauth["userinfo_url"], headers=headers) as got:
+            info = await got.json(content_type=None)
+            if got.status != 200 or not isinstance(info, dict):
+                raise InvalidInput("the userinfo endpoint answered HTTP %d" % got.status)
+        name = _hub.userinfo_value(info, self.oauth["userinfo_path"])
+        if name is None:
+            raise InvalidInput("userinfo has no %s" % ".".join(self.oauth["userinfo_path"]))
+        return _hub.check_username(str(name)), _hub.user_groups(info)
+
+    async def session_from_ticket(self, request):
+        now = self.clock()
+        ticket = request.query.get("ticket") or ""
+        payload = _tokens.verify(self.secret, "ticket", ticket, now)
+        self.used_tickets = {n: exp for n, exp in self.used_tickets.items() if exp > now}
+        if payload is None or payload["host"] != request.host.lower() or payload["nonce"] in self.used_tickets:
+            return self._denied(400, "the login ticket is invalid, expired, used or for another host")
+        self.used_tickets[payload["nonce"]] = payload["exp"]
+        return self._session_response(payload["next"], payload["host"], payload["user"], payload["admin"],
+                                      payload["template"])
+
+    async def logout(self, request):
+        response = _redirect("/_hub/dashboard")
+        response.del_cookie(SESSION_COOKIE, path="/")
+        session = self.session_of(request)
+        if session:
+            self.audit(session["user"], "logout")
+        return response
+
+    # -- API and dashboard -------------------------------------------------------------------
+
+    def _required_session(self, request):
+        session = self.session_of(request)
+        if session is None:
+            raise web.HTTPUnauthorized(text="log in first: /_hub/login\n")
+        return session
+
+    async def api_status(self, request):
+        session = self._required_session(request)
+        everyone = await asyncio.get_running_loop().run_in_executor(None, self.environments.status)
+        visible = everyone if session["admin"] else [e for e in everyone if e["user"] == session["user"]]
+        return web.json_response({"user": session["user"], "admin": session["admin"], "environments": visible,
+                                  "routes": self.config["routes"], "base_domain": self.options["base_domain"]})
+
+    async def api_progress(self, request):
+        session = self._required_session(request)
+        return web.json_response(self.environments.progress(session["user"]))
+
+    async def api_stop(self, request):
+        session = self._required_session(request)
+        user = request.match_info["user"]
+        if user != session["user"] and not session["admin"]:
+            self.audit(session["user"], "stop-denied", target=user)
+            raise web.HTTPForbidden(text="only an admin stops another user's environment\n")
+        if request.headers.get("Origin") not in (None, "https://%s" % request.host.lower()):
+            raise web.HTTPForbidden(text="cross-site request refused\n")
+        await asyncio.get_running_loop().run_in_executor(None, self.environments.stop, user)
+        self.audit(session["user"], "stop", target=user)
+        return web.json_response({"stopped": user})
+
+    async def dashboard(self, request):
+        session = self.session_of(request)
+        if session is None:
+            raise web.HTTPFound("/_hub/login?%s" % urlencode({"next": "/_hub/dashboard"}))
+        everyone = await asyncio.get_running_loop().run_in_executor(None, self.environments.status)
+        rows = [e for e in everyone if session["admin"] or e["user"] == session["user"]]
+        links = " ".join('<a href="https://%s.%s/">%s</a>' % (p, self.options["base_domain"], p)
+                         for p in sorted(self.config["routes"]))
+        cells = ("user", "status", "template", "idle_seconds", "disk_bytes")
+        body = "".join("<tr>%s</tr><tr><td colspan=5>%s</td></tr>" % (
+            "".join("<td>%s</td>" % html.escape(str(e.get(c, "-"))) for c in cells), links) for e in rows)
+        page = ("<!doctype html><title>Hub</title><h1>Environments</h1><p>%s%s</p><table><tr><th>user</th>"
+                "<th>status</th><th>template</th><th>idle (s)</th><th>disk (bytes)</th></tr>%s</table>"
+                % (html.escape(session["user"]), " (admin)" if session["admin"] else "", body))
+        return web.Response(text=page, content_type="text/html")
+
+    # -- the user's environment --------------------------------------------------------------
+
+    async def serve_user(self, request):
+        session = self.session_of(request)
+        if session is None:
+            next_path = _hub.safe_next(request.path_qs)
+            raise web.HTTPFound("/_hub/login?%s" % urlencode({"next": next_path}))
+        prefix = _hub.host_prefix(request.host, self.config["routes"], self.options["base_domain"])
+        if prefix is None:  # the callback host serves no user port
+            raise web.HTTPFound("/_hub/dashboard")
+        target = self.environments.address(session["user"])
+        if target is None:
+            self.environments.ensure(session["user"])
+            return self._waiting(request)
+        self.environments.touch(session["user"])
+        url = "http://%s:%d%s" % (target, self.config["routes"][prefix], request.path_qs)
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await self._proxy_websocket(request, url, session["user"])
+        return await self._proxy_http(request, url, session["user"])
+
+    def _waiting(self, request):
+        if "text/html" not in request.headers.get("Accept", ""):
+            return web.json_response({"starting": True}, status=503, headers={"Retry-After": "2"})
+        page = ("<!doctype html><title>Starting your environment</title><h1>Starting your environment</h1>"
+                "<pre id=p>...</pre><script>async function poll(){const r=await fetch('/_hub/api/progress');"
+                "const p=await r.json();document.getElementById('p').textContent=p.steps.join('\\n');"
+                "if(p.ready){location.reload()}else if(p.error){document.getElementById('p').textContent+="
+                "'\\nfailed: '+p.error}else{setTimeout(poll,1000)}}poll()</script>")
+        return web.Response(text=page, content_type="text/html", status=202)
+
+    @staticmethod
+    def _forwarded_headers(request):
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+        cookies = [c.strip() for c in request.headers.get("Cookie", "").split(";")
+                   if c.strip() and c.strip().split("=", 1)[0] not in HUB_COOKIES]
+        headers.pop("Cookie", None)
+        if cookies:
+            headers["Cookie"] = "; ".join(cookies)  # the Hub's own cookies never reach the user's container
+        headers["X-Forwarded-Host"] = request.host
+        headers["X-Forwarded-Proto"] = "https"
+        return headers
+
+    async def _proxy_http(self, request, url, user):
+        body = await request.read() if request.can_read_body else None
+        try:
+            async with self.http.request(request.method, url, headers=self._forwarded_headers(request), data=body,
+                                         allow_redirects=False, timeout=ClientTimeout(total=None, sock_read=300)) \
+                    as upstream:
+                response = web.StreamResponse(status=upstream.status, headers={
+                    k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS})
+                await response.prepare(request)
+                async for chunk in upstream.content.iter_chunked(65536):
+                    self.environments.touch(user)
+                    await response.write(chunk)
+                await response.write_eof()
+                return response
+        except ClientError as exc:
+            return web.Response(status=502, text="your environment did not answer: %s\n" % exc)
+
+    async def _proxy_websocket(self, request, url, user):
+        client = web.WebSocketResponse()
+        await client.prepare(request)
+        try:
+            async with self.http.ws_connect("ws" + url[4:], headers={
+                    k: v for k, v in self._forwarded_headers(request).items()
+                    if not k.lower().startswith("sec-websocket")}) as upstream:
+                await asyncio.gather(_relay(client, upstream, self.environments, user),
+                                     _relay(upstream, client, self.environments, user))
+        except ClientError:
+            pass
+        finally:
+            await client.close()
+        return client
+
+
+def _redirect(location):
+    return web.Response(status=302, headers={"Location": location})
+
+
+async def _relay(source, target, environments, user):
+    async for message in source:
+        environments.touch(user)
+        if message.type == WSMsgType.TEXT:
+            await target.send_str(message.data)
+        elif message.type == WSMsgType.BINARY:
+            await target.send_bytes(message.data)
+        else:
+            break
+    await target.close()
+
+
+def serve(hub, host, port):
+    """Run the Hub until it is stopped (SIGTERM from systemd)."""
+    web.run_app(hub.app(), host=host, port=port, access_log=None, print=lambda *_args: None)
+
+
+def load_labels(path):
+    with open(path) as handle:
+        return json.load(handle)

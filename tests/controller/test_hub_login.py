@@ -1,0 +1,340 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The Hub's login against a real OpenID provider (oidc-provider): the whole OAuth2 round trip.
+
+The Hub's server runs here on 127.0.0.1; a small browser follows redirects, keeps cookies per
+host (the Hub's __Host- cookies too, which a library jar would drop over plain HTTP), fills the
+provider's own login and consent pages, and sends https://*.hub.test requests to the Hub with
+the right Host header. The users' environments are a recording stand-in here: spawning them
+needs a guest (molecule/hub).
+"""
+
+import asyncio
+import html.parser
+import http.client
+import json
+import threading
+import time
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
+
+import pytest
+
+from ansible_collections.lockbox.fleet.plugins.module_utils._core import tokens as _tokens
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_server as _hub_server
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules import hub as _hub
+
+LABELS = {"rediacc.hub.route.code": "8080", "rediacc.hub.route.term": "7681", "rediacc.hub.image": "img:1",
+          "rediacc.hub.templates.lite.image": "img:2"}
+SECRET = bytes(range(32))
+
+
+class Environments:
+    """Records what the Hub asks of the environments; two users exist."""
+
+    def __init__(self):
+        self.templates, self.stopped, self.ensured = {}, [], []
+
+    def choose_template(self, user, name):
+        self.templates[user] = name
+
+    def status(self):
+        return [{"user": u, "status": "ready", "template": "default", "idle_seconds": 0} for u in ("alice", "bob")]
+
+    def progress(self, user):
+        return {"status": "starting", "steps": ["x"], "ready": False, "error": None}
+
+    def stop(self, user):
+        self.stopped.append(user)
+
+    def address(self, user):
+        return None
+
+    def ensure(self, user):
+        self.ensured.append(user)
+
+    def touch(self, user):
+        pass
+
+
+class Forms(html.parser.HTMLParser):
+    """The first form of a page: its action and its fields (inputs with a value, buttons)."""
+
+    def __init__(self):
+        super().__init__()
+        self.action, self.fields = None, {}
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form" and self.action is None:
+            self.action = attrs.get("action")
+        elif tag in ("input", "button") and attrs.get("name"):
+            self.fields.setdefault(attrs["name"], attrs.get("value") or "")
+
+
+class Browser:
+    """Follows redirects; cookies per host; https://*.hub.test goes to the Hub on 127.0.0.1."""
+
+    def __init__(self, hub_port):
+        self.hub_port, self.cookies, self.audit = hub_port, {}, []
+
+    def request(self, url, method="GET", form=None, headers=None):
+        parts = urlsplit(url)
+        host = parts.netloc
+        if host.endswith(".hub.test") or host == "evil.test":
+            connection = http.client.HTTPConnection("127.0.0.1", self.hub_port, timeout=30)
+        else:
+            connection = http.client.HTTPConnection(host, timeout=30)
+        sent = {"Host": host, "Accept": "text/html", **(headers or {})}
+        jar = self.cookies.get(host, {})
+        if jar:
+            sent["Cookie"] = "; ".join("%s=%s" % kv for kv in jar.items())
+        body = None
+        if form is not None:
+            body = urlencode(form)
+            sent["Content-Type"] = "application/x-www-form-urlencoded"
+        connection.request(method, parts.path + ("?" + parts.query if parts.query else ""), body=body, headers=sent)
+        response = connection.getresponse()
+        data = response.read().decode(errors="replace")
+        set_cookies = [v for k, v in response.getheaders() if k.lower() == "set-cookie"]
+        for header in set_cookies:
+            name, _eq, rest = header.partition("=")
+            value = rest.split(";", 1)[0]
+            if "max-age=0" in header.lower() or "expires=thu, 01 jan 1970" in header.lower():
+                self.cookies.setdefault(host, {}).pop(name, None)
+            else:
+                self.cookies.setdefault(host, {})[name] = value
+        return response.status, dict(response.getheaders()), data, set_cookies
+
+    def follow(self, url, user="alice", stop_at=None, max_hops=20):
+        """Follow the flow from ``url``, signing in as ``user`` at the provider; the last answer."""
+        method, form = "GET", None
+        for _hop in range(max_hops):
+            if stop_at and stop_at(url):
+                return url
+            status, headers, body, cookies = self.request(url, method, form)
+            method, form = "GET", None
+            if status in (301, 302, 303, 307):
+                url = urljoin(url, headers["Location"])
+                continue
+            if status == 200 and "<form" in body and not urlsplit(url).netloc.endswith(".hub.test"):
+                page = Forms()
+                page.feed(body)
+                fields = dict(page.fields)
+                if "login" in fields:
+                    fields.update(login=user, password="any")
+                url, method, form = urljoin(url, page.action), "POST", fields
+                continue
+            return status, headers, body, cookies, url
+        raise AssertionError("too many redirects")
+
+
+@pytest.fixture
+def hub(oidc_provider):
+    """A Hub on 127.0.0.1 (callbacks on each route host), the recording environments, the audit records."""
+    config = _hub.parse_labels(LABELS)
+    options = {"base_domain": "hub.test", "port": 0, "workspace_dir": "/nonexistent"}
+    provider = oidc_provider["url"]
+    oauth = _hub.oauth_settings({
+        "HUB_OAUTH_CLIENT_ID": "lockbox", "HUB_OAUTH_CLIENT_SECRET": oidc_provider["client_secret"],
+        "HUB_OAUTH_AUTHORIZE_URL": provider + "/auth", "HUB_OAUTH_TOKEN_URL": provider + "/token",
+        "HUB_OAUTH_USERINFO_URL": provider + "/me", "HUB_OAUTH_USERINFO_PATH": "preferred_username",
+        "HUB_OAUTH_SCOPES": "openid profile", "HUB_ALLOWED_GROUPS": "dev", "HUB_ADMIN_USERS": "carol"})
+    yield from _serve(config, options, oauth)
+
+
+@pytest.fixture
+def hub_one_callback(oidc_provider):
+    """A Hub whose provider knows one callback host (HUB_OAUTH_REDIRECT_URI on login.hub.test)."""
+    config = _hub.parse_labels(LABELS)
+    options = {"base_domain": "hub.test", "port": 0, "workspace_dir": "/nonexistent"}
+    provider = oidc_provider["url"]
+    oauth = _hub.oauth_settings({
+        "HUB_OAUTH_CLIENT_ID": "lockbox", "HUB_OAUTH_CLIENT_SECRET": oidc_provider["client_secret"],
+        "HUB_OAUTH_AUTHORIZE_URL": provider + "/auth", "HUB_OAUTH_TOKEN_URL": provider + "/token",
+        "HUB_OAUTH_USERINFO_URL": provider + "/me", "HUB_OAUTH_USERINFO_PATH": "preferred_username",
+        "HUB_OAUTH_SCOPES": "openid profile", "HUB_OAUTH_REDIRECT_URI": "https://login.hub.test/_hub/callback"})
+    yield from _serve(config, options, oauth)
+
+
+def _serve(config, options, oauth):
+    from aiohttp import web
+    environments, audit = Environments(), []
+    server = _hub_server.Hub(config, options, oauth, SECRET, environments,
+                             audit=lambda user, kind, **fields: audit.append((user, kind, fields)))
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(server.app())
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    port = site._server.sockets[0].getsockname()[1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield {"browser": Browser(port), "environments": environments, "audit": audit, "port": port}
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+
+
+def _login(browser, user="alice", host="code.hub.test", query=""):
+    return browser.follow("https://%s/_hub/login%s" % (host, query), user=user)
+
+
+def test_login_sets_a_host_only_session_and_lands_on_next(hub):
+    browser = hub["browser"]
+    status, _headers, _body, _cookies, url = _login(browser, query="?next=/projects/1%3Fa%3Db")
+    assert url == "https://code.hub.test/projects/1?a=b" and status == 202  # the waiting page of the environment
+    session = [c for c in browser_set_cookies(browser, "code.hub.test") if c.startswith("__Host-hub_session=")]
+    assert session, browser.cookies
+    status, _h, body, _c = browser.request("https://code.hub.test/_hub/api/status")
+    assert status == 200 and json.loads(body)["user"] == "alice" and not json.loads(body)["admin"]
+    assert hub["environments"].ensured == ["alice"]
+    assert ("alice", "login", {"admin": False, "host": "code.hub.test"}) in hub["audit"]
+
+
+def browser_set_cookies(browser, host):
+    return ["%s=%s" % kv for kv in browser.cookies.get(host, {}).items()]
+
+
+def test_session_cookie_attributes(hub):
+    browser = hub["browser"]
+    seen = []
+    original = browser.request
+
+    def recording(url, method="GET", form=None, headers=None):
+        answer = original(url, method, form, headers)
+        seen.extend(answer[3])
+        return answer
+    browser.request = recording
+    _login(browser)
+    cookie = next(c for c in seen if c.startswith("__Host-hub_session="))
+    attributes = {a.strip().split("=")[0].lower() for a in cookie.split(";")[1:]}
+    assert {"secure", "httponly", "path", "samesite", "max-age"} <= attributes
+    assert "domain" not in attributes and "Path=/" in cookie and "SameSite=Lax" in cookie
+
+
+def test_a_session_is_valid_only_on_its_own_host(hub):
+    browser = hub["browser"]
+    _login(browser)
+    stolen = browser.cookies["code.hub.test"]["__Host-hub_session"]
+    browser.cookies["term.hub.test"] = {"__Host-hub_session": stolen}
+    status, headers, _b, _c = browser.request("https://term.hub.test/anything")
+    assert status == 302 and headers["Location"].startswith("/_hub/login")
+
+
+@pytest.mark.parametrize("host", ["evil.test", "code.hub.test.evil.test", "hub.test", "other.hub.test", ""])
+def test_hosts_the_hub_does_not_serve_are_refused(hub, host):
+    status, _h, _b, _c = hub["browser"].request("https://code.hub.test/_hub/login", headers={"Host": host})
+    assert status == 421
+
+
+def test_a_wrong_state_is_refused(hub):
+    browser = hub["browser"]
+    callback = browser.follow("https://code.hub.test/_hub/login", stop_at=lambda u: "/_hub/callback" in u)
+    query = parse_qs(urlsplit(callback).query)
+    forged = "https://code.hub.test/_hub/callback?" + urlencode({"code": query["code"][0], "state": "forged"})
+    status, _h, body, cookies = browser.request(forged)
+    assert status == 400 and "state does not match" in body and not any("hub_session" in c for c in cookies)
+    assert any(kind == "login-denied" for _u, kind, _f in hub["audit"])
+
+
+def test_a_replayed_code_is_refused(hub):
+    browser = hub["browser"]
+    callback = browser.follow("https://code.hub.test/_hub/login", stop_at=lambda u: "/_hub/callback" in u)
+    attempt = dict(browser.cookies["code.hub.test"])
+    status, _h, _b, _c = browser.request(callback)
+    assert status == 302  # signed in
+    browser.cookies["code.hub.test"] = attempt  # an attacker with the URL and the login cookie
+    status, _h, body, cookies = browser.request(callback)
+    assert status == 401 and "token endpoint refused" in body and not any("hub_session" in c for c in cookies)
+
+
+def test_the_provider_gets_a_pkce_challenge_and_a_code_without_the_verifier_is_worthless(hub, oidc_provider):
+    browser = hub["browser"]
+    _s, headers, _b, _c = browser.request("https://code.hub.test/_hub/login")
+    authorize = parse_qs(urlsplit(headers["Location"]).query)
+    assert authorize["code_challenge_method"] == ["S256"] and len(authorize["code_challenge"][0]) == 43
+    callback = browser.follow("https://code.hub.test/_hub/login", stop_at=lambda u: "/_hub/callback" in u)
+    code = parse_qs(urlsplit(callback).query)["code"][0]
+    parts = urlsplit(oidc_provider["url"])
+    connection = http.client.HTTPConnection(parts.netloc, timeout=10)
+    connection.request("POST", "/token", body=urlencode({
+        "grant_type": "authorization_code", "code": code, "redirect_uri": "https://code.hub.test/_hub/callback",
+        "client_id": "lockbox", "client_secret": oidc_provider["client_secret"]}),
+        headers={"Content-Type": "application/x-www-form-urlencoded"})
+    answer = connection.getresponse()
+    assert answer.status == 400 and json.loads(answer.read())["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize("target", ["https://evil.test/", "//evil.test/x", "/\\evil.test", "http:evil.test",
+                                    "javascript:alert(1)", "/ok\r\nSet-Cookie: x=y"])
+def test_next_never_leaves_the_host(hub, target):
+    _status, _h, _b, _c, url = _login(hub["browser"], query="?" + urlencode({"next": target}))
+    assert url == "https://code.hub.test/"
+
+
+def test_a_user_outside_the_allowed_groups_is_refused(hub):
+    status, _h, body, _cookies, _url = _login(hub["browser"], user="mallory")
+    assert status == 403 and "none of the allowed groups" in body
+    assert "__Host-hub_session" not in hub["browser"].cookies.get("code.hub.test", {})
+    assert ("mallory", "login-denied", {"reason": "user mallory is in none of the allowed groups"}) in hub["audit"]
+
+
+def test_admins_see_everyone_and_users_only_themselves(hub):
+    alice, carol = hub["browser"], Browser(hub["port"])
+    _login(alice)
+    _login(carol, user="carol")
+    _s, _h, body, _c = alice.request("https://code.hub.test/_hub/api/status")
+    assert [e["user"] for e in json.loads(body)["environments"]] == ["alice"]
+    _s, _h, body, _c = carol.request("https://code.hub.test/_hub/api/status")
+    assert json.loads(body)["admin"] and [e["user"] for e in json.loads(body)["environments"]] == ["alice", "bob"]
+    status, _h, _b, _c = alice.request("https://code.hub.test/_hub/api/stop/bob", method="POST")
+    assert status == 403 and hub["environments"].stopped == []
+    status, _h, _b, _c = alice.request("https://code.hub.test/_hub/api/stop/alice", method="POST",
+                                       headers={"Origin": "https://evil.test"})
+    assert status == 403 and hub["environments"].stopped == []
+    status, _h, _b, _c = carol.request("https://code.hub.test/_hub/api/stop/bob", method="POST")
+    assert status == 200 and hub["environments"].stopped == ["bob"]
+    status, _h, page, _c = alice.request("https://code.hub.test/_hub/dashboard")
+    assert status == 200 and "alice" in page and "bob" not in page
+
+
+def test_the_template_survives_the_round_trip_and_unknown_ones_are_refused(hub):
+    _login(hub["browser"], query="?template=lite")
+    assert hub["environments"].templates == {"alice": "lite"}
+    status, _h, body, _c = hub["browser"].request("https://code.hub.test/_hub/login?template=nope")
+    assert status == 400 and "unknown template" in body
+
+
+def test_one_callback_host_hands_the_session_over_with_a_one_time_ticket(hub_one_callback):
+    browser = hub_one_callback["browser"]
+    seen = []
+    original = browser.request
+
+    def recording(url, method="GET", form=None, headers=None):
+        seen.append(url)
+        return original(url, method, form, headers)
+    browser.request = recording
+    status, _h, _b, _c, url = browser.follow("https://term.hub.test/_hub/login?next=/shell")
+    assert url == "https://term.hub.test/shell" and status == 202
+    ticket_url = next(u for u in seen if "/_hub/session?ticket=" in u)
+    assert "__Host-hub_session" in browser.cookies["term.hub.test"]
+    assert "__Host-hub_session" in browser.cookies["login.hub.test"]
+    status, _h, _b, _c = original(ticket_url)  # a second use of the ticket
+    assert status == 400
+    ticket = parse_qs(urlsplit(ticket_url).query)["ticket"][0]
+    status, _h, _b, _c = Browser(hub_one_callback["port"]).request(
+        "https://code.hub.test/_hub/session?" + urlencode({"ticket": ticket}))
+    assert status == 400  # a ticket for term.hub.test is worthless on code.hub.test
+
+
+def test_tokens_are_bound_to_their_purpose_and_expire():
+    now = time.time()
+    token = _tokens.sign(SECRET, "ticket", {"user": "alice"}, now, 60)
+    assert _tokens.verify(SECRET, "ticket", token, now)["user"] == "alice"
+    assert _tokens.verify(SECRET, "session", token, now) is None
+    assert _tokens.verify(SECRET, "ticket", token, now + 61) is None
+    assert _tokens.verify(bytes(32), "ticket", token, now) is None
+    body, signature = token.split(".")
+    assert _tokens.verify(SECRET, "ticket", body[:-2] + "xx." + signature, now) is None
+    assert _tokens.verify(SECRET, "ticket", "garbage", now) is None
