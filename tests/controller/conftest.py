@@ -19,6 +19,8 @@ COLLECTIONS = ROOT / ".build" / "collections"
 if not (COLLECTIONS / "ansible_collections" / "lockbox" / "fleet").exists():
     raise RuntimeError("run scripts/setup first: it links the collection into %s" % COLLECTIONS)
 sys.path.insert(0, str(COLLECTIONS))
+# tests/hub is no package: its browser is copied alone into guests (molecule/hub).
+sys.path.insert(0, str(ROOT / "tests" / "hub"))
 
 OIDC = ROOT / "tests" / "oidc"
 CLIENT_SECRET = "lockbox-test-client-secret-not-a-real-one"

@@ -194,7 +194,7 @@ class Environments:
         env.step("getting image %s" % template["image"])
         self._image(host, template["image"])
         env.step("starting your container (template %s)" % template["name"])
-        os.makedirs(workspace_of(self.workspace_dir, env.user), mode=0o750, exist_ok=True)
+        prepare_workspace(workspace_of(self.workspace_dir, env.user), template)
         created = self._container(env, host, template)
         if created and template.get("hook.on_create"):
             env.step("running the on_create hook")
@@ -284,6 +284,17 @@ class Environments:
                  "network_id": e.network_id or known.get(e.user), "address": e.address,
                  "idle_seconds": int(now - e.last_active), "error": e.error}
                 for e in sorted(envs, key=lambda e: e.user)]
+
+
+def prepare_workspace(path, template):
+    """The user's persistent workspace, owned by the container's user when the template names a uid."""
+    os.makedirs(path, mode=0o750, exist_ok=True)
+    ids = template["user"].split(":")
+    if ids[0].isdigit():
+        uid = int(ids[0])
+        gid = int(ids[1]) if len(ids) > 1 and ids[1].isdigit() else uid
+        if os.stat(path).st_uid != uid:
+            os.chown(path, uid, gid)
 
 
 def wait_for_port(ip, port, timeout):

@@ -26,6 +26,8 @@ import os
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput, LockboxError
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.files import read_text, write_atomic
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.plan import Action, apply_plan
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_environments as _environments
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import loopback_net as _loopback_net
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import project as _project
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repository as _repository
@@ -151,6 +153,7 @@ def _labels_document(record, service, listen, options, config):
     return json.dumps({"repository": record["name"], "guid": record["guid"], "network_id": record["network_id"],
                        "service": service, "listen": listen, "port": options["port"],
                        "base_domain": options["base_domain"], "routes": config["routes"],
+                       "workspace_dir": options["workspace_dir"],
                        "default_template": config["default_template"], "templates": config["templates"]},
                       indent=2, sort_keys=True) + "\n"
 
@@ -215,10 +218,21 @@ def plan_present(runner, described, status):
     return actions
 
 
+def _users_network_ids():
+    """networkIds of the installed Hub's users (their data-root markers); none when nothing is installed."""
+    installed = read_text(LABELS_FILE)
+    workspace = json.loads(installed).get("workspace_dir") if installed else None
+    return sorted(_environments.recorded_network_ids(workspace).values()) if workspace else []
+
+
 def plan_absent(runner, status):
     actions = []
     if status["active"]:
         actions.append(Action("stop", "stop %s" % UNIT, lambda: _systemd.systemctl(runner, "stop", UNIT)))
+    # The users' daemons and slices go with the Hub; their data-roots and workspaces stay.
+    for network_id in _users_network_ids():
+        steps = _repo_daemon.removal_steps(runner, network_id) + _loopback_net.removal_steps(runner, network_id)
+        actions += [Action(name, detail, apply) for name, detail, apply in steps]
     if status["enabled"]:
         actions.append(Action("disable", "disable %s" % UNIT, lambda: _systemd.systemctl(runner, "disable", UNIT)))
     unit_path = _systemd.UNIT_DIR + "/" + UNIT

@@ -221,11 +221,13 @@ def test_a_failed_start_leaves_nothing_behind(host, fake_runner):
 def test_uninstall_removes_everything_but_users_data(host, fake_runner):
     layout, mount, etc = host
     _install(fake_runner, layout)
+    (mount / "devbox" / "workspaces" / "alice-docker" / ".networkid").write_text("32768\n")
     fake_runner.answer(["systemctl", "show"], RUNNING)
     result = _install(fake_runner, layout, state="absent")
-    assert [a["action"] for a in result["actions"]] == ["stop", "disable", "remove", "remove", "remove", "remove",
-                                                        "daemon-reload", "reload-router"]
-    assert _files(etc) == {} and (mount / "devbox" / "workspaces" / "alice-docker").is_dir()
+    assert [a["action"] for a in result["actions"]] == ["stop", "stop-daemon", "remove-socket", "disable", "remove",
+                                                        "remove", "remove", "remove", "daemon-reload", "reload-router"]
+    assert "rediacc-docker-32768.service" in result["actions"][1]["detail"]
+    assert _files(etc) == {} and (mount / "devbox" / "workspaces" / "alice-docker" / ".networkid").is_file()
     fake_runner.answer(["systemctl", "show"], NOT_INSTALLED)
     assert _install(fake_runner, layout, state="absent")["actions"] == []
 
