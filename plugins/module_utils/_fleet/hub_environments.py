@@ -211,7 +211,9 @@ class Environments:
         _loopback_net.converge_service(self.runner, network_id, CONTAINER_SLOT)
         limits = slice_limits(template)
         if limits:
-            _systemd.systemctl(self.runner, "set-property", _loopback_net.repository_slice(network_id), *limits)
+            # --runtime: the limits live as long as the slice; the next build sets them again.
+            _systemd.systemctl(self.runner, "set-property", "--runtime", _loopback_net.repository_slice(network_id),
+                               *limits)
         conf = _repo_daemon.config_path(network_id)
         unit = _repo_daemon.unit_name(network_id)
         wanted_unit = daemon_unit(root, network_id, template)

@@ -314,7 +314,7 @@ class Hub:
         return headers
 
     async def _proxy_http(self, request, url, user):
-        body = await request.read() if request.can_read_body else None
+        body = request.content if request.body_exists else None  # streamed: uploads are not held in memory
         try:
             async with self.http.request(request.method, url, headers=self._forwarded_headers(request), data=body,
                                          allow_redirects=False, timeout=ClientTimeout(total=None, sock_read=300)) \
