@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Two users at once through a Hub in a guest: log in at the real provider, wait, reach the environment.
 
-Usage: hub_check.py HUB_ADDRESS HUB_PORT USER [USER ...]
+Usage: python3 hub_check.py HUB_ADDRESS HUB_PORT USER [USER ...]
 Every user logs in on https://code.hub.test/ (the provider's own login page, filled in), the
 waiting page's progress is polled until the environment is ready, then the environment's page
 is fetched through the Hub. Prints one JSON document: per user the final answer, the progress

@@ -24,7 +24,9 @@ case $1 in
     done
     echo "provider.sh: the provider did not start:" >&2; cat "$dir/oidc.log" >&2; exit 1 ;;
   stop)
-    [ -f "$dir/oidc.pid" ] && kill "$(cat "$dir/oidc.pid")" 2>/dev/null || true
+    if [ -f "$dir/oidc.pid" ]; then
+      kill "$(cat "$dir/oidc.pid")" 2>/dev/null || true
+    fi
     rm -f "$dir/oidc.pid" "$dir/oidc.port" ;;
   *) echo "usage: provider.sh start|stop DIR" >&2; exit 2 ;;
 esac

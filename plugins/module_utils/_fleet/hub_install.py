@@ -88,6 +88,15 @@ def _raw_service(files, name):
     return raw
 
 
+def _unescaped(node):
+    """compose prints its model as compose input, a literal ``$`` still written ``$$``: the values as meant."""
+    if isinstance(node, dict):
+        return {k: _unescaped(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_unescaped(v) for v in node]
+    return node.replace("$$", "$") if isinstance(node, str) else node
+
+
 def _raw_environment_keys(raw_service):
     environment = raw_service.get("environment") or {}
     if isinstance(environment, list):
@@ -106,7 +115,7 @@ def describe(runner, layout, repository, compose_file, service=None):
     env = dict(repo.environment(), DOCKER_SOCKET=_repo_daemon.socket_path(repo.network_id), **_project.NO_DOCKER_CONFIG)
     with _project.host_service_args(project_dir, ["-f", path], PLACEHOLDER_IMAGE) as args:
         model = _docker.compose_model(runner, ["--profile", _project.HOST_PROFILE, *args], env, project_dir)
-    hosts = {n: s for n, s in (model.get("services") or {}).items() if _hub.is_host_service(s)}
+    hosts = {n: _unescaped(s) for n, s in (model.get("services") or {}).items() if _hub.is_host_service(s)}
     if service:
         if service not in hosts:
             raise InvalidInput("%s has no service %r labelled rediacc.install_as=systemd (found: %s)"
@@ -233,6 +242,9 @@ def plan_absent(runner, status):
     for network_id in _users_network_ids():
         steps = _repo_daemon.removal_steps(runner, network_id) + _loopback_net.removal_steps(runner, network_id)
         actions += [Action(name, detail, apply) for name, detail, apply in steps]
+        user_slice = _loopback_net.repository_slice(network_id)
+        actions.append(Action("revert-limits", "systemctl revert %s (the user's limits)" % user_slice,
+                              lambda unit=user_slice: _systemd.systemctl(runner, "revert", unit)))
     if status["enabled"]:
         actions.append(Action("disable", "disable %s" % UNIT, lambda: _systemd.systemctl(runner, "disable", UNIT)))
     unit_path = _systemd.UNIT_DIR + "/" + UNIT

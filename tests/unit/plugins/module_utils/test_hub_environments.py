@@ -34,8 +34,8 @@ def test_the_daemon_unit_is_the_repository_daemon_s_in_the_user_s_slice(tmp_path
     assert "RequiresMountsFor=%s/alice-docker" % tmp_path in lines
     assert "ExecStart=/usr/sbin/dockerd --config-file /etc/rediacc/docker/32768.json" in lines
     assert _envs.slice_limits(CONFIG["templates"]["default"]) == ["CPUQuota=50%", "MemoryMax=256M"]
-    assert _envs.slice_limits(dict(CONFIG["templates"]["default"], **{"limits.cpu": None,
-                                                                       "limits.memory": None})) == []
+    unlimited = dict(CONFIG["templates"]["default"], **{"limits.cpu": None, "limits.memory": None})
+    assert _envs.slice_limits(unlimited) == []
 
 
 def test_the_container_spec(tmp_path):
@@ -65,7 +65,10 @@ def test_a_numeric_user_owns_the_workspace(tmp_path):
 
 def test_a_failed_build_is_reported_on_the_waiting_page(tmp_path, fake_runner, monkeypatch):
     envs = _envs.Environments(fake_runner, CONFIG, {"workspace_dir": str(tmp_path), "docker_socket": ""})
-    monkeypatch.setattr(envs, "_daemon", lambda *args: (_ for _ in ()).throw(LockboxError("dockerd did not answer")))
+
+    def no_daemon(*_args):
+        raise LockboxError("dockerd did not answer")
+    monkeypatch.setattr(envs, "_daemon", no_daemon)
     env = envs._env("alice")
     envs._build(env)
     assert envs.progress("alice") == {"status": "failed", "ready": False, "error": "dockerd did not answer",

@@ -40,6 +40,7 @@ COMPOSE = """services:
       - "rediacc.hub.route.term=7681"
       - "rediacc.hub.image=lockbox-test/hubenv:1"
       - "rediacc.hub.command=exec httpd -f -p __SERVICE_IP__:8080"
+      - "rediacc.hub.hook.on_create=echo $$HUB_USER > /workspace/who"
       - "rediacc.hub.user=1000:1000"
       - "rediacc.hub.docker=per-user"
       - "rediacc.hub.limits.cpu=50%"
@@ -83,7 +84,7 @@ def host(tmp_path, monkeypatch, fake_runner):
     fake_runner.answer(["systemctl", "is-active", "caddy.service"], "active\n")
     fake_runner.silent(["systemctl", "daemon-reload"], ["systemctl", "enable"], ["systemctl", "start"],
                        ["systemctl", "restart"], ["systemctl", "reload"], ["systemctl", "stop"],
-                       ["systemctl", "disable"])
+                       ["systemctl", "disable"], ["systemctl", "revert"])
     return layout, mount, etc
 
 
@@ -137,6 +138,8 @@ def test_install_writes_the_unit_labels_and_routes_then_starts(host, fake_runner
     labels = json.loads(files["hub/hub.labels.yaml"])
     assert labels["routes"] == {"code": 8080, "term": 7681} and labels["listen"] == "127.0.11.2"
     assert labels["templates"]["lite"]["mode"] == "ephemeral" and labels["templates"]["lite"]["user"] == "1000:1000"
+    # compose prints a literal $ as $$ (its output is compose input): the Hub gets the value as written
+    assert labels["templates"]["default"]["hook.on_create"] == "echo $HUB_USER > /workspace/who"
     traefik = json.loads(files["traefik/rediacc-hub.yaml"])["http"]
     assert traefik["routers"] == {"hub-code": {"rule": "Host(`code.hub.test`)", "entryPoints": ["websecure"],
                                                "service": "rediacc-hub", "tls": {"certResolver": "letsencrypt"}}}
@@ -224,8 +227,9 @@ def test_uninstall_removes_everything_but_users_data(host, fake_runner):
     (mount / "devbox" / "workspaces" / "alice-docker" / ".networkid").write_text("32768\n")
     fake_runner.answer(["systemctl", "show"], RUNNING)
     result = _install(fake_runner, layout, state="absent")
-    assert [a["action"] for a in result["actions"]] == ["stop", "stop-daemon", "remove-socket", "disable", "remove",
-                                                        "remove", "remove", "remove", "daemon-reload", "reload-router"]
+    assert [a["action"] for a in result["actions"]] == ["stop", "stop-daemon", "remove-socket", "revert-limits",
+                                                        "disable", "remove", "remove", "remove", "remove",
+                                                        "daemon-reload", "reload-router"]
     assert "rediacc-docker-32768.service" in result["actions"][1]["detail"]
     assert _files(etc) == {} and (mount / "devbox" / "workspaces" / "alice-docker" / ".networkid").is_file()
     fake_runner.answer(["systemctl", "show"], NOT_INSTALLED)

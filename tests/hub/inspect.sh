@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
+# What a guest shows of the Hub's users alice and bob (molecule/hub side effect): per user's
+# networkId the daemon's state, the slice's limits and the daemon's containers; the
+# workspaces' owners; whether alice's container reaches bob's environment or the Hub.
+# Usage: inspect.sh WORKSPACE_DIR BOB_ADDRESS HUB_ADDRESS:PORT
+set -u
+workspaces=$1 bob=$2 hub=$3
+for user in alice bob; do
+  id=$(cat "$workspaces/$user-docker/.networkid")
+  echo "== $id"
+  systemctl is-active "rediacc-docker-$id.service"
+  systemctl show -P CPUQuotaPerSecUSec "rediacc-$id.slice"
+  systemctl show -P MemoryMax "rediacc-$id.slice"
+  docker -H "unix:///var/run/rediacc/docker-$id.sock" ps --format '{{.Names}}'
+done
+echo "== workspaces"
+stat -c '%n %u:%g %a' "$workspaces/alice" "$workspaces/bob"
+alice="unix:///var/run/rediacc/docker-$(cat "$workspaces/alice-docker/.networkid").sock"
+echo "== alice reaches bob"
+docker -H "$alice" exec hub-alice wget -q -T 5 -O - "http://$bob:8080/" 2>&1; echo "rc=$?"
+echo "== alice reaches the hub"
+docker -H "$alice" exec hub-alice wget -q -T 5 -O - "http://$hub/_hub/health" 2>&1; echo "rc=$?"
