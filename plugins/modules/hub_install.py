@@ -94,6 +94,10 @@ templates:
   returned: when state is present
   type: list
   elements: str
+workspace_dir:
+  description: Where the users' workspaces and data-roots are (C(--workspace-dir) of the Hub).
+  returned: when state is present
+  type: str
 ignored_labels:
   description: C(traefik.*) labels of the service that the Hub's Traefik file does not use.
   returned: when state is present

@@ -21,3 +21,9 @@ echo "== alice reaches bob"
 docker -H "$alice" exec hub-alice wget -q -T 5 -O - "http://$bob:8080/" 2>&1; echo "rc=$?"
 echo "== alice reaches the hub"
 docker -H "$alice" exec hub-alice wget -q -T 5 -O - "http://$hub/_hub/health" 2>&1; echo "rc=$?"
+echo "== gc"
+mkdir -p "$workspaces/ghost-docker" "$workspaces/ghost"
+echo 40000 > "$workspaces/ghost-docker/.networkid"
+touch -d '45 days ago' "$workspaces/ghost-docker/.networkid"
+systemctl is-enabled rediacc-hub-gc.timer
+renet hub gc "$workspaces" --dry-run --json

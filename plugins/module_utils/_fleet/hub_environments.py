@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import threading
 import time
@@ -62,10 +63,14 @@ def recorded_network_ids(workspace_dir):
 
 
 def network_id_for(workspace_dir, user, lock):
-    """The user's networkId: the recorded one, else the lowest free one from 32768 (recorded now)."""
+    """The user's networkId: the recorded one, else the lowest free one from 32768 (recorded now).
+
+    The marker's time is the environment's last start: ``renet hub gc`` measures age by it.
+    """
     with lock:
         recorded = recorded_network_ids(workspace_dir)
         if user in recorded:
+            os.utime(os.path.join(docker_root(workspace_dir, user), NETWORK_ID_FILE))
             return recorded[user]
         taken = set(recorded.values())
         network_id = _hub.FIRST_USER_NETWORK_ID
@@ -75,6 +80,55 @@ def network_id_for(workspace_dir, user, lock):
         os.makedirs(root, mode=0o700, exist_ok=True)
         write_atomic(os.path.join(root, NETWORK_ID_FILE), "%d\n" % network_id, mode=0o600)
         return network_id
+
+
+def _daemon_configured(network_id):
+    return os.path.exists(_repo_daemon.config_path(network_id)) or \
+        _systemd.read_unit_file(_repo_daemon.unit_name(network_id)) is not None
+
+
+def _mounts_under(path, mountinfo="/proc/self/mountinfo"):
+    """Mount points at or below ``path`` (a data-root with a mount in it is never removed)."""
+    found = []
+    for line in (read_text(mountinfo) or "").splitlines():
+        fields = line.split()
+        point = fields[4].encode().decode("unicode_escape") if len(fields) > 4 else ""
+        if point == path or point.startswith(path.rstrip("/") + "/"):
+            found.append(point)
+    return found
+
+
+def gc_candidates(workspace_dir, max_age, now, configured=_daemon_configured, mounts=_mounts_under):
+    """Abandoned data-roots: marker older than ``max_age`` seconds and its daemon no longer configured.
+
+    Returns [{"user", "path", "network_id", "age_days", "eligible", "reason"}] for every data-root.
+    """
+    report = []
+    for user, network_id in sorted(recorded_network_ids(workspace_dir).items()):
+        root = docker_root(workspace_dir, user)
+        age = now - os.stat(os.path.join(root, NETWORK_ID_FILE)).st_mtime
+        entry = {"user": user, "path": root, "network_id": network_id, "age_days": round(age / 86400, 1)}
+        if age <= max_age:
+            entry.update(eligible=False, reason="used within the last %d days" % (max_age // 86400))
+        elif configured(network_id):
+            entry.update(eligible=False, reason="its daemon rediacc-docker-%d is still configured" % network_id)
+        elif mounts(root):
+            entry.update(eligible=False, reason="something is mounted in it: %s" % mounts(root)[0])
+        else:
+            entry.update(eligible=True, reason="unused for %.0f days, no daemon" % (age / 86400))
+        report.append(entry)
+    return report
+
+
+def gc(workspace_dir, max_age, dry_run, *, now=None, configured=_daemon_configured, mounts=_mounts_under):
+    """``renet hub gc``: remove (or with ``dry_run`` only list) the abandoned data-roots; users' workspaces stay."""
+    report = gc_candidates(workspace_dir, max_age, time.time() if now is None else now, configured, mounts)
+    for entry in report:
+        entry["removed"] = False
+        if entry["eligible"] and not dry_run:
+            shutil.rmtree(entry["path"])
+            entry["removed"] = True
+    return report
 
 
 def daemon_unit(root, network_id, template):

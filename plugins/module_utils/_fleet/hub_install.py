@@ -44,6 +44,8 @@ LABELS_FILE = "/etc/rediacc/hub/hub.labels.yaml"
 TRAEFIK_FILE = "/opt/rediacc/proxy/traefik/dynamic/rediacc-hub.yaml"
 CADDY_FILE = "/etc/caddy/lockbox-hub.caddy"
 RENET = "/usr/local/bin/renet"
+# Where `systemctl set-property` keeps properties (runtime, persistent): the users' limits.
+CONTROL_DIRS = ("/run/systemd/system.control", "/etc/systemd/system.control")
 # compose prints a host service's model only when it has an image: this one is never pulled or run.
 PLACEHOLDER_IMAGE = "lockbox.invalid/host-service"
 
@@ -153,6 +155,7 @@ def describe(runner, layout, repository, compose_file, service=None):
         wanted[CADDY_FILE] = _routes.render_caddy([{"host": h, "upstream": upstream} for h in hub_hosts],
                                                   settings.get("tls", "internal"))
     return {"repository": repository, "service": name, "slot": slot, "slot_is_new": name not in slots,
+            "workspace_dir": options["workspace_dir"],
             "listen": listen, "port": options["port"], "hosts": sorted(hub_hosts), "wanted": wanted,
             "templates": sorted(config["templates"]), "ignored_labels": ignored, "mount": repo.mount}
 
@@ -243,8 +246,9 @@ def plan_absent(runner, status):
         steps = _repo_daemon.removal_steps(runner, network_id) + _loopback_net.removal_steps(runner, network_id)
         actions += [Action(name, detail, apply) for name, detail, apply in steps]
         user_slice = _loopback_net.repository_slice(network_id)
-        actions.append(Action("revert-limits", "systemctl revert %s (the user's limits)" % user_slice,
-                              lambda unit=user_slice: _systemd.systemctl(runner, "revert", unit)))
+        if any(os.path.isdir(os.path.join(d, user_slice + ".d")) for d in CONTROL_DIRS):
+            actions.append(Action("revert-limits", "systemctl revert %s (the user's limits)" % user_slice,
+                                  lambda unit=user_slice: _systemd.systemctl(runner, "revert", unit)))
     if status["enabled"]:
         actions.append(Action("disable", "disable %s" % UNIT, lambda: _systemd.systemctl(runner, "disable", UNIT)))
     unit_path = _systemd.UNIT_DIR + "/" + UNIT
@@ -267,7 +271,7 @@ def converge(runner, layout, state, *, repository=None, compose_file=None, servi
         described = describe(runner, layout, repository, compose_file, service)
         actions = plan_present(runner, described, status)
         result.update({k: described[k] for k in ("repository", "service", "listen", "port", "hosts", "templates",
-                                                 "ignored_labels")})
+                                                 "ignored_labels", "workspace_dir")})
     elif state == "absent":
         actions = plan_absent(runner, status)
     else:

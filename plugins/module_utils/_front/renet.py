@@ -20,6 +20,9 @@
     renet info [NAME] [--json]           info() of every Rediaccfile, as text (JSON with --json)
     renet hub install COMPOSE_FILE [--service S] [--check] | uninstall COMPOSE_FILE [--check] | status
     renet hub start --labels=F --listen=IP OPTIONS   the Hub's server (run by rediacc-hub.service)
+    renet hub gc WORKSPACE_DIR [--max-age=30d] [--dry-run] [--json]
+                                         remove users' data-roots unused longer than that whose daemon
+                                         is no longer configured (workspaces stay)
                                          the repository's Hub (its rediacc.install_as=systemd service) as
                                          the host unit rediacc-hub.service, its labels and router files
     renet watchdog [--interval S] [--once]
@@ -74,6 +77,18 @@ def packed_version():
     return data.decode().strip() if data else "unpacked"
 
 
+def _hub_parser(commands):
+    hub = commands.add_parser("hub", help="the repository's Hub as a host service")
+    hub.add_argument("verb", choices=("install", "uninstall", "status", "start", "gc"))
+    hub.add_argument("compose_file", nargs="?", metavar="PATH",
+                     help="install/uninstall: the compose file with the Hub service; gc: the workspace directory")
+    hub.add_argument("--max-age", default="30d", help="gc: a data-root unused this long may go (default 30d)")
+    hub.add_argument("--dry-run", action="store_true", help="gc: list what would be removed, remove nothing")
+    hub.add_argument("--json", action="store_true", help="gc: print the report as JSON")
+    hub.add_argument("--service", help="install: the Hub service, when the file has several host services")
+    hub.add_argument("--check", action="store_true", help="install/uninstall: print the plan, change nothing")
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="renet", description="lockbox host runtime (renet compatible)")
     parser.add_argument("--datastore", default=os.environ.get("LOCKBOX_DATASTORE", _repository.DEFAULT_DATASTORE))
@@ -124,11 +139,7 @@ def _parser():
     info = commands.add_parser("info", help="print info() of every Rediaccfile (of every repository without NAME)")
     info.add_argument("name", nargs="?")
     info.add_argument("--json", action="store_true", help="print {repository: {Rediaccfile: output}} as JSON")
-    hub = commands.add_parser("hub", help="the repository's Hub as a host service")
-    hub.add_argument("verb", choices=("install", "uninstall", "status", "start"))
-    hub.add_argument("compose_file", nargs="?", help="install/uninstall: the compose file with the Hub service")
-    hub.add_argument("--service", help="install: the Hub service, when the file has several host services")
-    hub.add_argument("--check", action="store_true", help="install/uninstall: print the plan, change nothing")
+    _hub_parser(commands)
     watchdog = commands.add_parser("watchdog", help="restart stopped containers per their saved policy")
     watchdog.add_argument("--interval", type=float, default=_watchdog.SAFETY_PASS)
     watchdog.add_argument("--once", action="store_true")
@@ -240,7 +251,7 @@ def _operation(layout, options, environ):
     if guarded.get(options.command):
         name = options.repo if options.command == "sandbox" else options.name
         return name, " ".join(["renet", options.command, *([verb] if verb else [])])
-    if options.command == "hub" and verb in ("install", "uninstall"):
+    if options.command == "hub" and verb in ("install", "uninstall", "gc"):
         return _hub_repository(layout, options, environ).name, "renet hub %s" % verb
     if options.command == "compose":
         args = _after_dashes(options.args)
@@ -271,11 +282,32 @@ def guard_agents(layout, options, environ, ancestry=None):
 def _hub_repository(layout, options, environ):
     if not options.compose_file:
         raise InvalidInput("renet hub %s needs the compose file of the Hub" % options.verb)
+    path = os.path.abspath(options.compose_file)
     return _project.repository_for(layout, {k: v for k, v in environ.items() if k != "REDIACC_NETWORK_ID"},
-                                   os.path.dirname(os.path.abspath(options.compose_file)))
+                                   path if options.verb == "gc" else os.path.dirname(path))
+
+
+def _hub_gc(options):
+    from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_environments as _environments
+    from ansible_collections.lockbox.fleet.plugins.module_utils._rules import hub as _hub
+    if not options.compose_file or not os.path.isdir(options.compose_file):
+        raise InvalidInput("renet hub gc needs the Hub's workspace directory (--workspace-dir of hub start)")
+    max_age = _hub.parse_duration(options.max_age, "--max-age")
+    report = _environments.gc(os.path.realpath(options.compose_file), max_age, options.dry_run)
+    if options.json:
+        _say(json.dumps(report, indent=2, sort_keys=True))
+        return 0
+    for entry in report:
+        verb = "removed" if entry["removed"] else ("would remove" if entry["eligible"] else "keeps")
+        _say("renet hub gc: %s %s (%s)" % (verb, entry["path"], entry["reason"]))
+    _say("renet hub gc: %d of %d data-roots %s" % (sum(e["eligible"] for e in report), len(report),
+                                                   "eligible (dry run)" if options.dry_run else "removed"))
+    return 0
 
 
 def _hub_command(runner, layout, options):
+    if options.verb == "gc":
+        return _hub_gc(options)
     if options.verb == "status":
         _say(json.dumps(_hub_install.status(runner), indent=2, sort_keys=True))
         return 0

@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """A Hub user's environment: networkIds, the daemon unit, limits, the container spec, the build steps."""
 
+import os
 import threading
+import time
 
 import pytest
 
@@ -106,3 +108,50 @@ def test_the_container_step(tmp_path, fake_runner, found, expected):
     done = [{"DELETE": "remove", "POST": "create" if "create" in c[3] else "start"}[c[2]]
             for c in fake_runner.calls if c[2] != "GET"]
     assert done == expected and created == ("create" in expected)
+
+
+def _data_root(workspace, user, network_id, age_days, now):
+    root = workspace / ("%s-docker" % user)
+    (root / ".rediacc" / "docker" / "data").mkdir(parents=True)
+    (workspace / user).mkdir()
+    marker = root / ".networkid"
+    marker.write_text("%d\n" % network_id)
+    os.utime(marker, (now - age_days * 86400, now - age_days * 86400))
+    return root
+
+
+def test_gc_removes_exactly_the_abandoned_data_roots(tmp_path):
+    now = time.time()
+    roots = {user: _data_root(tmp_path, user, 32768 + 64 * index, age, now)
+             for index, (user, age) in enumerate((("gone", 45), ("configured", 60), ("recent", 3), ("mounted", 90)))}
+    configured = {32832}
+    mounted = {str(roots["mounted"]): [str(roots["mounted"]) + "/.rediacc/docker/data/overlay2/x/merged"]}
+    kwargs = {"now": now, "configured": lambda network_id: network_id in configured,
+              "mounts": lambda path: mounted.get(path, [])}
+    dry = _envs.gc(str(tmp_path), 30 * 86400, True, **kwargs)
+    assert [(e["user"], e["eligible"], e["removed"]) for e in dry] == [
+        ("configured", False, False), ("gone", True, False), ("mounted", False, False), ("recent", False, False)]
+    assert all(root.is_dir() for root in roots.values())
+    assert "still configured" in dry[0]["reason"] and "mounted" in dry[2]["reason"]
+    real = _envs.gc(str(tmp_path), 30 * 86400, False, **kwargs)
+    assert [e["user"] for e in real if e["removed"]] == ["gone"]
+    assert not roots["gone"].exists() and (tmp_path / "gone").is_dir()  # the workspace stays
+    assert all(roots[u].is_dir() for u in ("configured", "recent", "mounted"))
+
+
+def test_a_returning_user_refreshes_the_marker(tmp_path):
+    lock = threading.Lock()
+    network_id = _envs.network_id_for(str(tmp_path), "alice", lock)
+    marker = tmp_path / "alice-docker" / ".networkid"
+    os.utime(marker, (1, 1))
+    assert _envs.network_id_for(str(tmp_path), "alice", lock) == network_id
+    assert marker.stat().st_mtime > time.time() - 60
+
+
+def test_mounts_under_reads_mountinfo(tmp_path):
+    info = tmp_path / "mountinfo"
+    info.write_text("36 25 0:31 / /srv/ws/alice-docker/data/merged rw - overlay overlay rw\n"
+                    "37 25 0:32 / /srv/ws/alice-dockerx rw - tmpfs tmpfs rw\n"
+                    "38 25 0:33 / /srv/ws/with\\040space rw - tmpfs tmpfs rw\n")
+    assert _envs._mounts_under("/srv/ws/alice-docker", str(info)) == ["/srv/ws/alice-docker/data/merged"]
+    assert _envs._mounts_under("/srv/ws/with space", str(info)) == ["/srv/ws/with space"]

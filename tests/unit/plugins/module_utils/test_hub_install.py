@@ -221,10 +221,12 @@ def test_a_failed_start_leaves_nothing_behind(host, fake_runner):
                                       ["systemctl", "disable", "rediacc-hub.service"]]
 
 
-def test_uninstall_removes_everything_but_users_data(host, fake_runner):
+def test_uninstall_removes_everything_but_users_data(host, fake_runner, monkeypatch):
     layout, mount, etc = host
     _install(fake_runner, layout)
     (mount / "devbox" / "workspaces" / "alice-docker" / ".networkid").write_text("32768\n")
+    (etc / "control" / "rediacc-32768.slice.d").mkdir(parents=True)
+    monkeypatch.setattr(_hub_install, "CONTROL_DIRS", (str(etc / "control"),))
     fake_runner.answer(["systemctl", "show"], RUNNING)
     result = _install(fake_runner, layout, state="absent")
     assert [a["action"] for a in result["actions"]] == ["stop", "stop-daemon", "remove-socket", "revert-limits",
@@ -248,3 +250,15 @@ def test_unit_quoting_takes_every_argument_literally():
     assert _systemd.quote_environment("A", "x%y$z") == '"A=x%%y$z"'
     with pytest.raises(InvalidInput):
         _systemd.quote_exec_arg("line\nExecStartPre=/bin/id")
+
+
+def test_renet_hub_verbs_that_change_things_go_through_the_agent_guard(host, monkeypatch):
+    from ansible_collections.lockbox.fleet.plugins.module_utils._front import renet as _renet
+    layout, mount, _etc = host
+    seen = []
+    monkeypatch.setattr(_renet._agents, "check", lambda *args: seen.append(args[0::4]))
+    compose = str(mount / "devbox" / "docker-compose.yml")
+    for argv in (["hub", "install", compose], ["hub", "uninstall", compose],
+                 ["hub", "gc", str(mount / "devbox" / "workspaces"), "--dry-run"], ["hub", "status"]):
+        _renet.guard_agents(layout, _renet._parser().parse_args(argv), {}, ancestry=[])
+    assert seen == [("devbox", "renet hub install"), ("devbox", "renet hub uninstall"), ("devbox", "renet hub gc")]
