@@ -266,3 +266,43 @@ def test_tokens_are_bound_to_their_purpose_and_expire():
     body, signature = token.split(".")
     assert _tokens.verify(SECRET, "ticket", body[:-2] + "xx." + signature, now) is None
     assert _tokens.verify(SECRET, "ticket", "garbage", now) is None
+
+
+def test_root_s_socket_lists_and_stops_environments(tmp_path):
+    """renet hub status / stop talk to the running Hub on a unix socket, through the runtime's own Runner."""
+    from aiohttp import web
+
+    from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput
+    from ansible_collections.lockbox.fleet.plugins.module_utils._core.runner import Runner
+    from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_install as _hub_install
+    environments, audit = Environments(), []
+    server = _hub_server.Hub(_hub.parse_labels(LABELS), {"base_domain": "hub.test"}, _hub.oauth_settings({
+        "HUB_OAUTH_CLIENT_ID": "c", "HUB_OAUTH_CLIENT_SECRET": "s", "HUB_OAUTH_AUTHORIZE_URL": "http://p/auth",
+        "HUB_OAUTH_TOKEN_URL": "http://p/token", "HUB_OAUTH_USERINFO_URL": "http://p/me",
+        "HUB_OAUTH_USERINFO_PATH": "sub"}), SECRET, environments,
+        audit=lambda user, kind, **fields: audit.append((user, kind, fields)))
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(server.admin_app())
+    loop.run_until_complete(runner.setup())
+    socket_path = str(tmp_path / "hub.sock")
+    loop.run_until_complete(web.UnixSite(runner, socket_path).start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        answer = Runner().api(socket_path, "GET", "/status")
+        assert [e["user"] for e in answer.data["environments"]] == ["alice", "bob"]
+        original = _hub_server.ADMIN_SOCKET
+        _hub_server.ADMIN_SOCKET = socket_path
+        try:
+            assert _hub_install.stop_user(Runner(), "Bob") == {"stopped": "bob"}
+            with pytest.raises(InvalidInput, match="no environment of user carol"):
+                _hub_install.stop_user(Runner(), "carol")
+            with pytest.raises(InvalidInput, match="not accepted"):
+                _hub_install.stop_user(Runner(), "../etc")
+        finally:
+            _hub_server.ADMIN_SOCKET = original
+        assert environments.stopped == ["bob"] and ("bob", "stop", {"by": "root"}) in audit
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)

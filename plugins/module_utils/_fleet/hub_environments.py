@@ -24,6 +24,7 @@ import time
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.files import read_text, write_atomic
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_audit as _hub_audit
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import loopback_net as _loopback_net
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import compose as _compose
@@ -176,18 +177,31 @@ class Environment:
         self.user, self.template, self.status = user, None, "absent"
         self.network_id, self.address, self.error = None, None, None
         self.steps, self.last_active, self.lock = [], time.time(), threading.Lock()
+        self.follower, self.cpu_usec = None, None
 
     def step(self, text):
         self.steps = [*self.steps, text][-SPAWN_ATTEMPTS_KEPT:]
 
 
+class _Touching:
+    """An audit log that also marks the user active: an event of their daemon is their work."""
+
+    def __init__(self, log, touch):
+        self.log, self.touch = log, touch
+
+    def write(self, record):
+        self.touch()
+        self.log.write(record)
+
+
 class Environments:
     """Every user's environment on this host, built and stopped in worker threads."""
 
-    def __init__(self, runner, config, options, *, audit=None, port_timeout=PORT_TIMEOUT):
+    def __init__(self, runner, config, options, *, audit_log=None, port_timeout=PORT_TIMEOUT):
         self.runner, self.config, self.options = runner, config, options
         self.workspace_dir = options["workspace_dir"]
-        self.audit = audit or (lambda user, kind, **fields: None)
+        self.audit_log = audit_log
+        self.audit = audit_log.hub_event if audit_log else (lambda user, kind, **fields: None)
         self.port_timeout = port_timeout
         self.users, self.lock, self.id_lock = {}, threading.Lock(), threading.Lock()
 
@@ -231,10 +245,21 @@ class Environments:
             self.build(env)
             env.status = "ready"
             env.step("ready")
+            self._follow_daemon(env)
         except (LockboxError, OSError) as exc:
             env.status, env.error = "failed", str(getattr(exc, "msg", exc))
             env.step("failed: %s" % env.error)
             self.audit(env.user, "spawn-failed", error=env.error)
+
+    def _follow_daemon(self, env):
+        """The audit records of the user's daemon, for as long as the environment is ready."""
+        if self.audit_log is None or (env.follower and env.follower.is_alive()):
+            return
+        who = {"user": env.user, "network_id": env.network_id, "socket": _repo_daemon.socket_path(env.network_id),
+               "container": container_name(env.user)}
+        env.follower = threading.Thread(target=_hub_audit.follow, daemon=True, args=(
+            self.runner, who, _Touching(self.audit_log, lambda: self.touch(env.user)), lambda: env.status == "ready"))
+        env.follower.start()
 
     def build(self, env):
         """Network, daemon, image, container, port: each step reported on the waiting page."""
@@ -312,6 +337,23 @@ class Environments:
             _docker.start(self.runner, host, name)
         return created
 
+    def idle_pass(self, now, interval, cpu_usage=None):
+        """The users whose environment has been idle ``--idle-timeout``: no request or message from
+        their browser (touch), no event of their daemon, no CPU above the threshold in their slice."""
+        cpu_usage = cpu_usage or slice_cpu_usec
+        timeout = self.options.get("idle_timeout") or 0
+        with self.lock:
+            envs = [e for e in self.users.values() if e.status == "ready"]
+        idle = []
+        for env in envs:
+            usage = cpu_usage(env.network_id)
+            if _hub.still_working(env.cpu_usec, usage, interval):
+                env.last_active = now
+            env.cpu_usec = usage
+            if _hub.idle_for(now, env.last_active, timeout):
+                idle.append(env.user)
+        return idle
+
     def stop(self, user):
         env = self._env(user)
         with env.lock:
@@ -351,6 +393,17 @@ def prepare_workspace(path, template):
         gid = int(ids[1]) if len(ids) > 1 and ids[1].isdigit() else uid
         if os.stat(path).st_uid != uid:
             os.chown(path, uid, gid)
+
+
+def slice_cpu_usec(network_id):
+    """CPU time the user's slice (daemon and containers) used so far, from its cgroup; None when gone."""
+    text = read_text(os.path.join(_loopback_net.slice_cgroup(_loopback_net.repository_slice(network_id)),
+                                  "cpu.stat")) or ""
+    for line in text.splitlines():
+        name, _space, value = line.partition(" ")
+        if name == "usage_usec" and value.strip().isdigit():
+            return int(value)
+    return None
 
 
 def wait_for_port(ip, port, timeout):

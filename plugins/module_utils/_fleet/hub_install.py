@@ -316,10 +316,28 @@ def _roll_back(runner, previous, status, exc):
 
 
 def status(runner):
-    """The Hub unit's state and what it was installed with (``renet hub status``)."""
+    """The Hub unit's state, what it was installed with, and its users' environments (``renet hub status``)."""
+    from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_server as _hub_server
     installed = read_text(LABELS_FILE)
-    return dict(_systemd.unit_status(runner, UNIT), unit=UNIT,
-                installed=json.loads(installed) if installed else None)
+    unit = _systemd.unit_status(runner, UNIT)
+    environments = None
+    if unit["active"]:
+        try:
+            environments = runner.api(_hub_server.ADMIN_SOCKET, "GET", "/status", timeout=10.0).data["environments"]
+        except LockboxError:
+            environments = None  # starting: its socket is not there yet
+    return dict(unit, unit=UNIT, installed=json.loads(installed) if installed else None, environments=environments)
+
+
+def stop_user(runner, user):
+    """``renet hub stop USER``: the running Hub stops that user's environment (container and daemon)."""
+    from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_server as _hub_server
+    from ansible_collections.lockbox.fleet.plugins.module_utils._rules import hub as _hub
+    key = _hub.check_username(user)
+    answer = runner.api(_hub_server.ADMIN_SOCKET, "POST", "/stop/%s" % key, ok_statuses=(200, 404), timeout=300.0)
+    if answer.status == 404:
+        raise InvalidInput("the Hub has no environment of user %s" % key)
+    return answer.data
 
 
 def run(runner, params, check_mode=False):

@@ -17,9 +17,12 @@ name decides which user port is reached and which cookie is valid.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import json
 import logging
+import os
+import signal
 import time
 from urllib.parse import urlencode, urlsplit
 
@@ -34,11 +37,13 @@ except ImportError:  # hosts get python3-aiohttp from the hub role; the collecti
     HAS_AIOHTTP = False
 
 LOG = logging.getLogger("lockbox.hub")
+ADMIN_SOCKET = "/run/rediacc/hub.sock"
 SESSION_COOKIE = "__Host-hub_session"
 LOGIN_COOKIE = "__Host-hub_login"
 SESSION_LIFETIME = 12 * 3600
 LOGIN_LIFETIME = 600
 TICKET_LIFETIME = 60
+IDLE_INTERVAL = 30.0
 HUB_COOKIES = (SESSION_COOKIE, LOGIN_COOKIE)
 # Hop-by-hop headers (RFC 9110 7.6.1) and what the proxy sets itself.
 HOP_HEADERS = frozenset(("connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -53,7 +58,7 @@ class Hub:
         self.environments, self.clock = environments, clock
         self.audit = audit or (lambda user, kind, **fields: None)
         self.used_tickets = {}
-        self.http = None
+        self.http, self.idle_task = None, None
         redirect = urlsplit(oauth["redirect_uri"]) if oauth["redirect_uri"] else None
         self.callback_host = redirect.netloc.lower() if redirect else None
 
@@ -79,9 +84,23 @@ class Hub:
 
     async def _start(self, _app):
         self.http = ClientSession(timeout=ClientTimeout(total=30))
+        if self.options.get("idle_timeout"):
+            self.idle_task = asyncio.create_task(self._idle_loop())
 
     async def _stop(self, _app):
+        if self.idle_task is not None:
+            self.idle_task.cancel()
         await self.http.close()
+
+    async def _idle_loop(self):
+        """Every IDLE_INTERVAL: environments idle for --idle-timeout are stopped (their data stays)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(IDLE_INTERVAL)
+            idle = await loop.run_in_executor(None, self.environments.idle_pass, self.clock(), IDLE_INTERVAL)
+            for user in idle:
+                self.audit(user, "idle-stop", idle_timeout=self.options["idle_timeout"])
+                await loop.run_in_executor(None, self.environments.stop, user)
 
     def _served(self, host):
         name = (host or "").lower()
@@ -224,6 +243,29 @@ class Hub:
             self.audit(session["user"], "logout")
         return response
 
+    # -- root's socket (renet hub status|stop) ------------------------------------------------
+
+    def admin_app(self):
+        """The API on ADMIN_SOCKET: root only (its file mode), no session needed."""
+        app = web.Application()
+        app.router.add_get("/status", self.admin_status)
+        app.router.add_post("/stop/{user}", self.admin_stop)
+        return app
+
+    async def admin_status(self, _request):
+        everyone = await asyncio.get_running_loop().run_in_executor(None, self.environments.status)
+        return web.json_response({"environments": everyone, "routes": self.config["routes"],
+                                  "base_domain": self.options["base_domain"]})
+
+    async def admin_stop(self, request):
+        user = request.match_info["user"]
+        known = {e["user"] for e in await asyncio.get_running_loop().run_in_executor(None, self.environments.status)}
+        if user not in known:
+            return web.json_response({"error": "no environment of user %r" % user}, status=404)
+        await asyncio.get_running_loop().run_in_executor(None, self.environments.stop, user)
+        self.audit(user, "stop", by="root")
+        return web.json_response({"stopped": user})
+
     # -- API and dashboard -------------------------------------------------------------------
 
     def _required_session(self, request):
@@ -323,7 +365,6 @@ class Hub:
                     k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS})
                 await response.prepare(request)
                 async for chunk in upstream.content.iter_chunked(65536):
-                    self.environments.touch(user)
                     await response.write(chunk)
                 await response.write_eof()
                 return response
@@ -337,8 +378,10 @@ class Hub:
             async with self.http.ws_connect("ws" + url[4:], headers={
                     k: v for k, v in self._forwarded_headers(request).items()
                     if not k.lower().startswith("sec-websocket")}) as upstream:
-                await asyncio.gather(_relay(client, upstream, self.environments, user),
-                                     _relay(upstream, client, self.environments, user))
+                # What the browser sends counts as the user's activity; what the container sends
+                # alone (a forgotten tab watching output) does not.
+                await asyncio.gather(_relay(client, upstream, lambda: self.environments.touch(user)),
+                                     _relay(upstream, client, lambda: None))
         except ClientError:
             pass
         finally:
@@ -350,9 +393,9 @@ def _redirect(location):
     return web.Response(status=302, headers={"Location": location})
 
 
-async def _relay(source, target, environments, user):
+async def _relay(source, target, active):
     async for message in source:
-        environments.touch(user)
+        active()
         if message.type == WSMsgType.TEXT:
             await target.send_str(message.data)
         elif message.type == WSMsgType.BINARY:
@@ -362,9 +405,33 @@ async def _relay(source, target, environments, user):
     await target.close()
 
 
-def serve(hub, host, port):
-    """Run the Hub until it is stopped (SIGTERM from systemd)."""
-    web.run_app(hub.app(), host=host, port=port, access_log=None, print=lambda *_args: None)
+def serve(hub, host, port, admin_socket=ADMIN_SOCKET):
+    """Run the Hub until it is stopped (SIGTERM from systemd): the users' port and root's socket."""
+    asyncio.run(_serve(hub, host, port, admin_socket))
+
+
+async def _serve(hub, host, port, admin_socket):
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    users, admin = web.AppRunner(hub.app(), access_log=None), web.AppRunner(hub.admin_app(), access_log=None)
+    await users.setup()
+    await admin.setup()
+    try:
+        await web.TCPSite(users, host, port).start()
+        os.makedirs(os.path.dirname(admin_socket), mode=0o755, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(admin_socket)
+        old_mask = os.umask(0o177)  # the socket is root's from its first moment
+        try:
+            await web.UnixSite(admin, admin_socket).start()
+        finally:
+            os.umask(old_mask)
+        await stop.wait()
+    finally:
+        await users.cleanup()
+        await admin.cleanup()
 
 
 def load_labels(path):

@@ -18,7 +18,8 @@
                                          fork, run COMMAND in the fork's sandbox, print one JSON result,
                                          delete the fork (unless --keep)
     renet info [NAME] [--json]           info() of every Rediaccfile, as text (JSON with --json)
-    renet hub install COMPOSE_FILE [--service S] [--check] | uninstall COMPOSE_FILE [--check] | status
+    renet hub install COMPOSE_FILE [--service S] [--check] | uninstall COMPOSE_FILE [--check]
+    renet hub status | stop USER        the Hub's users' environments (through the running Hub)
     renet hub start --labels=F --listen=IP OPTIONS   the Hub's server (run by rediacc-hub.service)
     renet hub gc WORKSPACE_DIR [--max-age=30d] [--dry-run] [--json]
                                          remove users' data-roots unused longer than that whose daemon
@@ -79,9 +80,10 @@ def packed_version():
 
 def _hub_parser(commands):
     hub = commands.add_parser("hub", help="the repository's Hub as a host service")
-    hub.add_argument("verb", choices=("install", "uninstall", "status", "start", "gc"))
+    hub.add_argument("verb", choices=("install", "uninstall", "status", "start", "gc", "stop"))
     hub.add_argument("compose_file", nargs="?", metavar="PATH",
-                     help="install/uninstall: the compose file with the Hub service; gc: the workspace directory")
+                     help="install/uninstall: the compose file with the Hub service; gc: the workspace directory; "
+                          "stop: the user")
     hub.add_argument("--max-age", default="30d", help="gc: a data-root unused this long may go (default 30d)")
     hub.add_argument("--dry-run", action="store_true", help="gc: list what would be removed, remove nothing")
     hub.add_argument("--json", action="store_true", help="gc: print the report as JSON")
@@ -308,6 +310,11 @@ def _hub_gc(options):
 def _hub_command(runner, layout, options):
     if options.verb == "gc":
         return _hub_gc(options)
+    if options.verb == "stop":
+        if not options.compose_file:
+            raise InvalidInput("renet hub stop needs the user")
+        _say(json.dumps(_hub_install.stop_user(runner, options.compose_file), sort_keys=True))
+        return 0
     if options.verb == "status":
         _say(json.dumps(_hub_install.status(runner), indent=2, sort_keys=True))
         return 0
@@ -394,6 +401,7 @@ COMMANDS = {
 def hub_start(argv, environ):
     """``renet hub start``: checked options, labels, provider settings; then serve until stopped."""
     from ansible_collections.lockbox.fleet.plugins.module_utils._core import tokens as _tokens
+    from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_audit as _hub_audit
     from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_environments as _environments
     from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_server as _hub_server
     from ansible_collections.lockbox.fleet.plugins.module_utils._rules import hub as _hub
@@ -406,8 +414,9 @@ def hub_start(argv, environ):
     if secret is None:
         secret = os.urandom(32)
         _say("renet hub: HUB_SESSION_SECRET is not 32+ bytes of hex: sessions end when the Hub restarts", sys.stderr)
-    environments = _environments.Environments(Runner(), config, options)
-    hub = _hub_server.Hub(config, options, oauth, secret, environments)
+    audit_log = _hub_audit.AuditLog()
+    environments = _environments.Environments(Runner(), config, options, audit_log=audit_log)
+    hub = _hub_server.Hub(config, options, oauth, secret, environments, audit=audit_log.hub_event)
     hosts = ", ".join(sorted(_hub.route_hosts(config["routes"], options["base_domain"])))
     _say("renet hub: serving %s on %s:%d" % (hosts, options["listen"] or config["listen"], options["port"]))
     _hub_server.serve(hub, options["listen"] or config["listen"], options["port"])

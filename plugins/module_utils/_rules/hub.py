@@ -377,3 +377,20 @@ def host_prefix(host, routes, base_domain):
     name = name.rsplit(":", 1)[0] if name.count(":") == 1 else name
     prefix, _dot, domain = name.partition(".")
     return prefix if domain == base_domain and prefix in routes else None
+
+
+# -- idle -------------------------------------------------------------------------------------
+
+IDLE_CPU_SHARE = 0.05  # of one core, over a sampling interval: above it the environment is working
+
+
+def still_working(cpu_before_usec, cpu_now_usec, interval_seconds, share=IDLE_CPU_SHARE):
+    """Whether the user's slice used more than ``share`` of a core between two samples."""
+    if cpu_before_usec is None or cpu_now_usec is None or interval_seconds <= 0:
+        return False
+    return (cpu_now_usec - cpu_before_usec) / (interval_seconds * 1e6) > share
+
+
+def idle_for(now, last_active, timeout):
+    """True when an environment untouched since ``last_active`` has been idle ``timeout`` seconds (0: never)."""
+    return timeout > 0 and now - last_active >= timeout

@@ -155,3 +155,30 @@ def test_mounts_under_reads_mountinfo(tmp_path):
                     "38 25 0:33 / /srv/ws/with\\040space rw - tmpfs tmpfs rw\n")
     assert _envs._mounts_under("/srv/ws/alice-docker", str(info)) == ["/srv/ws/alice-docker/data/merged"]
     assert _envs._mounts_under("/srv/ws/with space", str(info)) == ["/srv/ws/with space"]
+
+
+def test_idle_means_no_browser_no_daemon_event_and_no_cpu(tmp_path, fake_runner):
+    envs = _envs.Environments(fake_runner, CONFIG, {"workspace_dir": str(tmp_path), "idle_timeout": 1800})
+    busy, resting = envs._env("busy"), envs._env("resting")
+    for env, network_id in ((busy, 32768), (resting, 32832)):
+        env.status, env.network_id, env.last_active = "ready", network_id, 1000.0
+    usage = {32768: 0, 32832: 0}
+    assert envs.idle_pass(1030.0, 30, usage.get) == []  # first samples
+    usage.update({32768: 20_000_000, 32832: 300_000})  # 20 s of CPU in 30 s: a long job; 0.3 s: nothing
+    assert envs.idle_pass(2900.0, 30, usage.get) == ["resting"]
+    assert busy.last_active == 2900.0
+    envs.touch("resting")  # a request from the browser
+    assert envs.idle_pass(2930.0, 30, usage.get) == []
+    stopped = _envs.Environments(fake_runner, CONFIG, {"workspace_dir": str(tmp_path), "idle_timeout": 0})
+    stopped._env("x").status = "ready"
+    assert stopped.idle_pass(10 ** 9, 30, lambda _n: 0) == []  # --idle-timeout=0: never
+
+
+def test_slice_cpu_is_read_from_the_cgroup(tmp_path, monkeypatch):
+    from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import loopback_net as _loopback_net
+    monkeypatch.setattr(_loopback_net, "CGROUP_ROOT", str(tmp_path))
+    monkeypatch.setattr(_loopback_net, "slice_cgroup", lambda name, root=None: str(tmp_path / name))
+    (tmp_path / "rediacc-32768.slice").mkdir()
+    (tmp_path / "rediacc-32768.slice" / "cpu.stat").write_text("usage_usec 123456\nuser_usec 100000\n")
+    assert _envs.slice_cpu_usec(32768) == 123456
+    assert _envs.slice_cpu_usec(32832) is None
