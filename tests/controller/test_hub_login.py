@@ -141,6 +141,18 @@ def test_session_cookie_attributes(hub):
     assert "domain" not in attributes and "Path=/" in cookie and "SameSite=Lax" in cookie
 
 
+def test_logout_removes_the_session_the_way_a_browser_accepts(hub):
+    browser = hub["browser"]
+    _login(browser)
+    status, _h, _b, cookies = browser.request("https://code.hub.test/_hub/logout")
+    removal = next(c for c in cookies if c.startswith("__Host-hub_session="))
+    assert status == 302 and "Secure" in removal and "Path=/" in removal and "Max-Age=0" in removal
+    assert "__Host-hub_session" not in browser.cookies["code.hub.test"]
+    status, _h, _b, _c = browser.request("https://code.hub.test/_hub/api/status")
+    assert status == 401
+    assert ("alice", "logout", {}) in hub["audit"]
+
+
 def test_a_session_is_valid_only_on_its_own_host(hub):
     browser = hub["browser"]
     _login(browser)

@@ -120,6 +120,11 @@ class Hub:
         # __Host-: Secure, Path=/, no Domain: the cookie belongs to exactly this host name.
         response.set_cookie(name, value, max_age=max_age, path="/", secure=True, httponly=True, samesite="Lax")
 
+    def _clear_cookie(self, response, name):
+        # A browser takes a __Host- cookie, its removal included, only with Secure and Path=/.
+        response.set_cookie(name, "", max_age=0, expires="Thu, 01 Jan 1970 00:00:00 GMT", path="/", secure=True,
+                            httponly=True, samesite="Lax")
+
     def session_of(self, request):
         """The session payload valid for this host, or None."""
         payload = _tokens.verify(self.secret, "session", request.cookies.get(SESSION_COOKIE), self.clock())
@@ -201,7 +206,7 @@ class Hub:
             # Signed in on the callback host too (its dashboard), then handed over to the route host.
             response = self._session_response("https://%s/_hub/session?%s" % (
                 attempt["host"], urlencode({"ticket": ticket})), request.host.lower(), user, admin, attempt["template"])
-        response.del_cookie(LOGIN_COOKIE, path="/")
+        self._clear_cookie(response, LOGIN_COOKIE)
         return response
 
     async def _identify(self, request, code, verifier):
@@ -237,7 +242,7 @@ class Hub:
 
     async def logout(self, request):
         response = _redirect("/_hub/dashboard")
-        response.del_cookie(SESSION_COOKIE, path="/")
+        self._clear_cookie(response, SESSION_COOKIE)
         session = self.session_of(request)
         if session:
             self.audit(session["user"], "logout")
