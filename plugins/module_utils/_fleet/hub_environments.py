@@ -273,7 +273,8 @@ class Environments:
         env.step("getting image %s" % template["image"])
         self._image(host, template["image"])
         env.step("starting your container (template %s)" % template["name"])
-        prepare_workspace(workspace_of(self.workspace_dir, env.user), template)
+        if template["mode"] != "ephemeral":  # an ephemeral workspace is a tmpfs in the container
+            prepare_workspace(workspace_of(self.workspace_dir, env.user), template)
         created = self._container(env, host, template)
         if created and template.get("hook.on_create"):
             env.step("running the on_create hook")
@@ -369,7 +370,19 @@ class Environments:
                 else:
                     _docker.stop(self.runner, host, container_name(user))
             _systemd.systemctl(self.runner, "stop", _repo_daemon.unit_name(env.network_id))
+            if template["mode"] == "ephemeral":
+                self._forget(env)
         env.status = "stopped"
+
+    def _forget(self, env):
+        """An ephemeral environment leaves nothing: daemon unit and configuration, slices, data-root."""
+        steps = _repo_daemon.removal_steps(self.runner, env.network_id) + \
+            _loopback_net.removal_steps(self.runner, env.network_id)
+        for _name, _detail, apply in steps:
+            apply()
+        shutil.rmtree(docker_root(self.workspace_dir, env.user), ignore_errors=True)
+        self.audit(env.user, "ephemeral-removed", network_id=env.network_id)
+        env.network_id = None
 
     def status(self):
         known = recorded_network_ids(self.workspace_dir)

@@ -182,3 +182,23 @@ def test_slice_cpu_is_read_from_the_cgroup(tmp_path, monkeypatch):
     (tmp_path / "rediacc-32768.slice" / "cpu.stat").write_text("usage_usec 123456\nuser_usec 100000\n")
     assert _envs.slice_cpu_usec(32768) == 123456
     assert _envs.slice_cpu_usec(32832) is None
+
+
+def test_stopping_an_ephemeral_environment_leaves_nothing(tmp_path, fake_runner, monkeypatch):
+    from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import loopback_net as _loopback_net
+    from ansible_collections.lockbox.fleet.plugins.module_utils._tools import systemd as _systemd
+    monkeypatch.setattr(_systemd, "UNIT_DIR", str(tmp_path / "units"))
+    monkeypatch.setattr(_loopback_net, "slice_cgroup", lambda name, root=None: str(tmp_path / "cgroup" / name))
+    sock = "/var/run/rediacc/docker-32768.sock"
+    fake_runner.answer_api(sock, "DELETE", "/containers/hub-alice?force=1", None, status=204)
+    fake_runner.silent(["systemctl", "stop"])
+    fake_runner.answer(["systemctl", "show"], "LoadState=not-found\nActiveState=inactive\nUnitFileState=\n")
+    envs = _envs.Environments(fake_runner, CONFIG, {"workspace_dir": str(tmp_path)})
+    network_id = _envs.network_id_for(str(tmp_path), "alice", threading.Lock())
+    (tmp_path / "alice-docker" / ".rediacc" / "docker" / "data").mkdir(parents=True)
+    env = envs._env("alice")
+    env.template, env.network_id, env.status = "tmp", network_id, "ready"
+    envs.stop("alice")
+    assert not (tmp_path / "alice-docker").exists() and not (tmp_path / "alice").exists()
+    assert _envs.recorded_network_ids(str(tmp_path)) == {} and env.status == "stopped"
+    assert ["api", sock, "DELETE", "/containers/hub-alice?force=1"] in fake_runner.calls
