@@ -54,6 +54,9 @@ class Environments:
     def touch(self, user):
         pass
 
+    def sample(self):
+        self.sampled = True
+
 
 @pytest.fixture
 def hub(oidc_provider):

@@ -177,7 +177,7 @@ class Environment:
         self.user, self.template, self.status = user, None, "absent"
         self.network_id, self.address, self.error = None, None, None
         self.steps, self.last_active, self.lock = [], time.time(), threading.Lock()
-        self.follower, self.cpu_usec = None, None
+        self.follower, self.cpu_usec, self.stats = None, None, {}
 
     def step(self, text):
         self.steps = [*self.steps, text][-SPAWN_ATTEMPTS_KEPT:]
@@ -338,6 +338,24 @@ class Environments:
             _docker.start(self.runner, host, name)
         return created
 
+    def sample(self, disk_usage=None):
+        """The dashboard's figures of every known environment: disk used, containers and images."""
+        disk_usage = disk_usage or (lambda path: _du(self.runner, path))
+        self.status()  # every user with a data-root is known
+        with self.lock:
+            envs = list(self.users.values())
+        for env in envs:
+            stats = {"disk_bytes": sum(disk_usage(p) or 0 for p in (docker_root(self.workspace_dir, env.user),
+                                                                      workspace_of(self.workspace_dir, env.user))
+                                       if os.path.isdir(p))}
+            if env.status == "ready" and env.network_id is not None:
+                try:
+                    counts = _docker.info(self.runner, _repo_daemon.docker_host(env.network_id))
+                    stats.update(containers=counts.get("Containers"), images=counts.get("Images"))
+                except LockboxError:
+                    pass
+            env.stats = stats
+
     def idle_pass(self, now, interval, cpu_usage=None):
         """The users whose environment has been idle ``--idle-timeout``: no request or message from
         their browser (touch), no event of their daemon, no CPU above the threshold in their slice."""
@@ -391,9 +409,12 @@ class Environments:
         now = time.time()
         with self.lock:
             envs = list(self.users.values())
-        return [{"user": e.user, "status": e.status, "template": self.template_of(e)["name"],
-                 "network_id": e.network_id or known.get(e.user), "address": e.address,
-                 "idle_seconds": int(now - e.last_active), "error": e.error}
+        timeout = self.options.get("idle_timeout") or 0
+        return [dict({"user": e.user, "status": e.status, "template": self.template_of(e)["name"],
+                      "network_id": e.network_id or known.get(e.user), "address": e.address,
+                      "idle_seconds": int(now - e.last_active), "error": e.error,
+                      "stops_in_seconds": max(0, int(timeout - (now - e.last_active))) if timeout else None},
+                     **e.stats)
                 for e in sorted(envs, key=lambda e: e.user)]
 
 
@@ -406,6 +427,16 @@ def prepare_workspace(path, template):
         gid = int(ids[1]) if len(ids) > 1 and ids[1].isdigit() else uid
         if os.stat(path).st_uid != uid:
             os.chown(path, uid, gid)
+
+
+def _du(runner, path):
+    """Bytes used under ``path`` (``du -s``, one file system), or None when it cannot tell."""
+    try:
+        out = runner.run(["du", "-s", "-x", "--block-size=1", path], ok_rcs=(0, 1)).stdout
+    except LockboxError:
+        return None
+    first = out.split(None, 1)[0] if out.strip() else ""
+    return int(first) if first.isdigit() else None
 
 
 def slice_cpu_usec(network_id):

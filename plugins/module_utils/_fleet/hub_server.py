@@ -44,6 +44,7 @@ SESSION_LIFETIME = 12 * 3600
 LOGIN_LIFETIME = 600
 TICKET_LIFETIME = 60
 IDLE_INTERVAL = 30.0
+SAMPLE_INTERVAL = 30.0
 HUB_COOKIES = (SESSION_COOKIE, LOGIN_COOKIE)
 # Hop-by-hop headers (RFC 9110 7.6.1) and what the proxy sets itself.
 HOP_HEADERS = frozenset(("connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -58,7 +59,7 @@ class Hub:
         self.environments, self.clock = environments, clock
         self.audit = audit or (lambda user, kind, **fields: None)
         self.used_tickets = {}
-        self.http, self.idle_task = None, None
+        self.http, self.tasks = None, []
         redirect = urlsplit(oauth["redirect_uri"]) if oauth["redirect_uri"] else None
         self.callback_host = redirect.netloc.lower() if redirect else None
 
@@ -84,13 +85,21 @@ class Hub:
 
     async def _start(self, _app):
         self.http = ClientSession(timeout=ClientTimeout(total=30))
+        self.tasks = [asyncio.create_task(self._sample_loop())]
         if self.options.get("idle_timeout"):
-            self.idle_task = asyncio.create_task(self._idle_loop())
+            self.tasks.append(asyncio.create_task(self._idle_loop()))
 
     async def _stop(self, _app):
-        if self.idle_task is not None:
-            self.idle_task.cancel()
+        for task in self.tasks:
+            task.cancel()
         await self.http.close()
+
+    async def _sample_loop(self):
+        """The dashboard's figures, every SAMPLE_INTERVAL (disk use is a walk of the user's directories)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await loop.run_in_executor(None, self.environments.sample)
+            await asyncio.sleep(SAMPLE_INTERVAL)
 
     async def _idle_loop(self):
         """Every IDLE_INTERVAL: environments idle for --idle-timeout are stopped (their data stays)."""
@@ -310,11 +319,13 @@ class Hub:
         rows = [e for e in everyone if session["admin"] or e["user"] == session["user"]]
         links = " ".join('<a href="https://%s.%s/">%s</a>' % (p, self.options["base_domain"], p)
                          for p in sorted(self.config["routes"]))
-        cells = ("user", "status", "template", "idle_seconds", "disk_bytes")
-        body = "".join("<tr>%s</tr><tr><td colspan=5>%s</td></tr>" % (
+        cells = ("user", "status", "template", "idle_seconds", "stops_in_seconds", "disk_bytes", "containers",
+                 "images")
+        body = "".join("<tr>%s</tr><tr><td colspan=8>%s</td></tr>" % (
             "".join("<td>%s</td>" % html.escape(str(e.get(c, "-"))) for c in cells), links) for e in rows)
         page = ("<!doctype html><title>Hub</title><h1>Environments</h1><p>%s%s</p><table><tr><th>user</th>"
-                "<th>status</th><th>template</th><th>idle (s)</th><th>disk (bytes)</th></tr>%s</table>"
+                "<th>status</th><th>template</th><th>idle (s)</th><th>stops in (s)</th><th>disk (bytes)</th>"
+                "<th>containers</th><th>images</th></tr>%s</table>"
                 % (html.escape(session["user"]), " (admin)" if session["admin"] else "", body))
         return web.Response(text=page, content_type="text/html")
 

@@ -202,3 +202,20 @@ def test_stopping_an_ephemeral_environment_leaves_nothing(tmp_path, fake_runner,
     assert not (tmp_path / "alice-docker").exists() and not (tmp_path / "alice").exists()
     assert _envs.recorded_network_ids(str(tmp_path)) == {} and env.status == "stopped"
     assert ["api", sock, "DELETE", "/containers/hub-alice?force=1"] in fake_runner.calls
+
+
+def test_the_dashboard_figures(tmp_path, fake_runner):
+    envs = _envs.Environments(fake_runner, CONFIG, {"workspace_dir": str(tmp_path), "idle_timeout": 1800})
+    _envs.network_id_for(str(tmp_path), "alice", threading.Lock())
+    (tmp_path / "alice").mkdir()
+    fake_runner.answer_api("/var/run/rediacc/docker-32768.sock", "GET", "/info", {"Containers": 3, "Images": 2})
+    fake_runner.answer(["du", "-s", "-x", "--block-size=1", str(tmp_path / "alice-docker")],
+                       "4096\t%s\n" % (tmp_path / "alice-docker"))
+    fake_runner.answer(["du", "-s", "-x", "--block-size=1", str(tmp_path / "alice")],
+                       "8192\t%s\n" % (tmp_path / "alice"))
+    env = envs._env("alice")
+    env.status, env.network_id = "ready", 32768
+    envs.sample()
+    [alice] = envs.status()
+    assert (alice["disk_bytes"], alice["containers"], alice["images"]) == (12288, 3, 2)
+    assert 1790 <= alice["stops_in_seconds"] <= 1800
