@@ -21,9 +21,16 @@ echo "== alice reaches bob"
 docker -H "$alice" exec hub-alice wget -q -T 5 -O - "http://$bob:8080/" 2>&1; echo "rc=$?"
 echo "== alice reaches the hub"
 docker -H "$alice" exec hub-alice wget -q -T 5 -O - "http://$hub/_hub/health" 2>&1; echo "rc=$?"
+echo "== status"
+renet hub status | python3 -c 'import json, sys; print(" ".join(sorted(e["user"] + ":" + e["status"] for e in json.load(sys.stdin)["environments"])))'
+echo "== audit"
+docker -H "$alice" run --rm --network none --name audited lockbox-test/hubenv:1 true; echo "rc=$?"
+sleep 3
+grep -h '"name":"audited"' /var/log/rediacc/hub/alice.log | sed -n 's/.*"action":"\([a-z_]*\)".*/\1/p' | sort -u | tr '\n' ' '; echo
+grep -c '"name":"audited"' /var/log/rediacc/hub/bob.log
 echo "== gc"
 mkdir -p "$workspaces/ghost-docker" "$workspaces/ghost"
 echo 40000 > "$workspaces/ghost-docker/.networkid"
 touch -d '45 days ago' "$workspaces/ghost-docker/.networkid"
 systemctl is-enabled rediacc-hub-gc.timer
-renet hub gc "$workspaces" --dry-run --json
+renet hub gc "$workspaces" --dry-run --json | tr -d '\n'; echo

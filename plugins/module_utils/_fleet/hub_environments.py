@@ -345,9 +345,8 @@ class Environments:
         with self.lock:
             envs = list(self.users.values())
         for env in envs:
-            stats = {"disk_bytes": sum(disk_usage(p) or 0 for p in (docker_root(self.workspace_dir, env.user),
-                                                                      workspace_of(self.workspace_dir, env.user))
-                                       if os.path.isdir(p))}
+            paths = (docker_root(self.workspace_dir, env.user), workspace_of(self.workspace_dir, env.user))
+            stats = {"disk_bytes": sum(disk_usage(p) or 0 for p in paths if os.path.isdir(p))}
             if env.status == "ready" and env.network_id is not None:
                 try:
                     counts = _docker.info(self.runner, _repo_daemon.docker_host(env.network_id))
