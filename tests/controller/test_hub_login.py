@@ -58,32 +58,27 @@ class Environments:
         self.sampled = True
 
 
-@pytest.fixture
-def hub(oidc_provider):
-    """A Hub on 127.0.0.1 (callbacks on each route host), the recording environments, the audit records."""
-    config = _hub.parse_labels(LABELS)
-    options = {"base_domain": "hub.test", "port": 0, "workspace_dir": "/nonexistent"}
+def _settings(oidc_provider, **extra):
+    """The Hub's configuration, options and provider settings for the test provider."""
     provider = oidc_provider["url"]
-    oauth = _hub.oauth_settings({
+    oauth = _hub.oauth_settings(dict({
         "HUB_OAUTH_CLIENT_ID": "lockbox", "HUB_OAUTH_CLIENT_SECRET": oidc_provider["client_secret"],
         "HUB_OAUTH_AUTHORIZE_URL": provider + "/auth", "HUB_OAUTH_TOKEN_URL": provider + "/token",
         "HUB_OAUTH_USERINFO_URL": provider + "/me", "HUB_OAUTH_USERINFO_PATH": "preferred_username",
-        "HUB_OAUTH_SCOPES": "openid profile", "HUB_ALLOWED_GROUPS": "dev", "HUB_ADMIN_USERS": "carol"})
-    yield from _serve(config, options, oauth)
+        "HUB_OAUTH_SCOPES": "openid profile"}, **extra))
+    return _hub.parse_labels(LABELS), {"base_domain": "hub.test", "port": 0, "workspace_dir": "/nonexistent"}, oauth
+
+
+@pytest.fixture
+def hub(oidc_provider):
+    """A Hub on 127.0.0.1 (callbacks on each route host), the recording environments, the audit records."""
+    yield from _serve(*_settings(oidc_provider, HUB_ALLOWED_GROUPS="dev", HUB_ADMIN_USERS="carol"))
 
 
 @pytest.fixture
 def hub_one_callback(oidc_provider):
     """A Hub whose provider knows one callback host (HUB_OAUTH_REDIRECT_URI on login.hub.test)."""
-    config = _hub.parse_labels(LABELS)
-    options = {"base_domain": "hub.test", "port": 0, "workspace_dir": "/nonexistent"}
-    provider = oidc_provider["url"]
-    oauth = _hub.oauth_settings({
-        "HUB_OAUTH_CLIENT_ID": "lockbox", "HUB_OAUTH_CLIENT_SECRET": oidc_provider["client_secret"],
-        "HUB_OAUTH_AUTHORIZE_URL": provider + "/auth", "HUB_OAUTH_TOKEN_URL": provider + "/token",
-        "HUB_OAUTH_USERINFO_URL": provider + "/me", "HUB_OAUTH_USERINFO_PATH": "preferred_username",
-        "HUB_OAUTH_SCOPES": "openid profile", "HUB_OAUTH_REDIRECT_URI": "https://login.hub.test/_hub/callback"})
-    yield from _serve(config, options, oauth)
+    yield from _serve(*_settings(oidc_provider, HUB_OAUTH_REDIRECT_URI="https://login.hub.test/_hub/callback"))
 
 
 def _serve(config, options, oauth):
