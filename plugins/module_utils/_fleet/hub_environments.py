@@ -52,14 +52,30 @@ def container_name(user):
     return "hub-%s" % "".join(c if c.isalnum() or c in "_.-" else "-" for c in user)
 
 
+MAX_USER_NETWORK_ID = (1 << 24) - NETWORK_ID_STEP  # the last /26 of 127.0.0.0/8
+
+
+def _valid_network_id(text, taken):
+    """A marker's networkId, when it is one the Hub could have given: in the users' range, on a /26
+    boundary, not another user's. The markers lie in the repository's mount, where its containers
+    may write: a forged one (the repository's own networkId, say) is ignored, never used."""
+    if not text.isdigit():
+        return None
+    value = int(text)
+    ok = _hub.FIRST_USER_NETWORK_ID <= value <= MAX_USER_NETWORK_ID and value % NETWORK_ID_STEP == 0
+    return value if ok and value not in taken else None
+
+
 def recorded_network_ids(workspace_dir):
-    """{user: networkId} of every data-root with a marker."""
+    """{user: networkId} of every data-root (a real directory, not a link) with a valid marker."""
     found = {}
     for entry in sorted(os.listdir(workspace_dir)) if os.path.isdir(workspace_dir) else []:
-        if entry.endswith("-docker"):
-            text = (read_text(os.path.join(workspace_dir, entry, NETWORK_ID_FILE)) or "").strip()
-            if text.isdigit():
-                found[entry[:-len("-docker")]] = int(text)
+        root = os.path.join(workspace_dir, entry)
+        if entry.endswith("-docker") and not os.path.islink(root) and os.path.isdir(root):
+            text = (read_text(os.path.join(root, NETWORK_ID_FILE)) or "").strip()
+            value = _valid_network_id(text, set(found.values()))
+            if value is not None:
+                found[entry[:-len("-docker")]] = value
     return found
 
 
@@ -78,6 +94,8 @@ def network_id_for(workspace_dir, user, lock):
         while network_id in taken:
             network_id += NETWORK_ID_STEP
         root = docker_root(workspace_dir, user)
+        if os.path.islink(root):
+            raise LockboxError("the data-root %s is a link: refused (the Hub never writes through one)" % root)
         os.makedirs(root, mode=0o700, exist_ok=True)
         write_atomic(os.path.join(root, NETWORK_ID_FILE), "%d\n" % network_id, mode=0o600)
         return network_id
@@ -418,14 +436,21 @@ class Environments:
 
 
 def prepare_workspace(path, template):
-    """The user's persistent workspace, owned by the container's user when the template names a uid."""
+    """The user's persistent workspace, owned by the container's user when the template names a uid.
+
+    The workspaces lie in the repository's mount, where its containers may write: a workspace
+    that is not a real directory (a link put there to /etc/shadow, say) is refused, and the
+    owner is changed on the entry itself, never through a link.
+    """
+    if os.path.lexists(path) and (os.path.islink(path) or not os.path.isdir(path)):
+        raise LockboxError("the workspace %s is not a directory of its own (a link?): refused" % path)
     os.makedirs(path, mode=0o750, exist_ok=True)
     ids = template["user"].split(":")
     if ids[0].isdigit():
         uid = int(ids[0])
         gid = int(ids[1]) if len(ids) > 1 and ids[1].isdigit() else uid
-        if os.stat(path).st_uid != uid:
-            os.chown(path, uid, gid)
+        if os.lstat(path).st_uid != uid:
+            os.chown(path, uid, gid, follow_symlinks=False)
 
 
 def _du(runner, path):

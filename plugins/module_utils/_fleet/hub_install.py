@@ -137,8 +137,10 @@ def describe(runner, layout, repository, compose_file, service=None):
     slot = slots.get(name, _compose.assign_slots([*slots, name], slots)[name])
     listen = _compose.service_ip(repo.network_id, slot)
     raw = _raw_service([path], name)
+    # Only HUB_* variables of the file's own environment: section (never LD_PRELOAD, PATH, PYTHON*:
+    # the Hub runs as root) and the repository's REDIACC_* ones.
     environment = {k: str(v) for k, v in (hosts[name].get("environment") or {}).items()
-                   if k in _raw_environment_keys(raw) and v is not None}
+                   if k in _raw_environment_keys(raw) and v is not None and _hub.is_hub_variable(k)}
     environment.update(env)
     hub_hosts = _hub.route_hosts(config["routes"], options["base_domain"])
     routers, ignored = _hub.traefik_routers(labels, hub_hosts)
@@ -177,8 +179,11 @@ def _unit(repo, env_files, environment, argv, listen):
              # The options, secrets and users' workspaces live in the repository's encrypted mount.
              "RequiresMountsFor=%s" % repo.mount.rstrip("/"), "", "[Service]", "Type=simple", "Slice=rediacc.slice"]
     lines += ["Environment=%s" % _systemd.quote_environment(k, v) for k, v in sorted(environment.items())]
-    lines += ["EnvironmentFile=%s%s" % ("" if required else "-", path) for path, required in env_files]
-    command = [RENET, "hub", "start", "--labels=%s" % LABELS_FILE, "--listen=%s" % listen, *argv]
+    # The env files stay in the mount, where the repository's own containers may write: systemd
+    # never loads them (a LD_PRELOAD there would run in a root process); renet hub start reads
+    # only their HUB_* variables itself.
+    files = ["--env-file=%s%s" % ("" if required else "?", path) for path, required in env_files]
+    command = [RENET, "hub", "start", "--labels=%s" % LABELS_FILE, "--listen=%s" % listen, *files, *argv]
     lines += ["ExecStart=%s" % " ".join(_systemd.quote_exec_arg(a) for a in command),
               "Restart=on-failure", "RestartSec=2", "", "[Install]", "WantedBy=multi-user.target", ""]
     return "\n".join(lines)

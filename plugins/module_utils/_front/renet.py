@@ -409,6 +409,15 @@ def hub_start(argv, environ):
         raise LockboxError("the Hub needs python3-aiohttp (the lockbox.fleet.hub role installs it)")
     options = _hub.parse_start(argv)
     config = _hub_server.load_labels(options["labels"] or _hub_install.LABELS_FILE)
+    environ = dict(environ)
+    for given in options["env_file"]:
+        path, optional = (given[1:], True) if given.startswith("?") else (given, False)
+        try:
+            with open(path) as handle:
+                environ.update(_hub.parse_env_file(handle.read()))
+        except FileNotFoundError:
+            if not optional:
+                raise InvalidInput("the Hub's env file %s does not exist" % path) from None
     oauth = _hub.oauth_settings(environ)
     secret = _tokens.secret_from_hex(environ.get("HUB_SESSION_SECRET"))
     if secret is None:

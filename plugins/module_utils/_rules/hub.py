@@ -211,6 +211,8 @@ def start_parser():
     parser.add_argument("--container-image", default="")
     parser.add_argument("--labels", default="")
     parser.add_argument("--listen", default="")
+    parser.add_argument("--env-file", action="append", default=[],
+                        help="a compose env file whose HUB_* variables the Hub reads (?PATH: may be missing)")
     return parser
 
 
@@ -312,6 +314,35 @@ OAUTH_REQUIRED = ("HUB_OAUTH_CLIENT_ID", "HUB_OAUTH_CLIENT_SECRET", "HUB_OAUTH_A
                   "HUB_OAUTH_USERINFO_URL", "HUB_OAUTH_USERINFO_PATH")
 _URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s#]*)?$")
 _LOCAL_PATH = re.compile(r"^/(?![/\\])[\x21-\x7e]*$")
+
+
+_HUB_VARIABLE = re.compile(r"^HUB_[A-Z0-9_]{1,64}$")
+
+
+def is_hub_variable(name):
+    return bool(_HUB_VARIABLE.match(str(name)))
+
+
+def parse_env_file(text):
+    """``KEY=VALUE`` lines of a compose env file: {HUB_* key: value}; every other key is left out.
+
+    Comments and blank lines are skipped, ``export`` is allowed, one pair of matching quotes
+    around a value is removed; no variable is expanded.
+    """
+    found = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line[len("export "):].lstrip() if line.startswith("export ") else line
+        key, eq, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not eq or not is_hub_variable(key):
+            continue
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        found[key] = value
+    return found
 
 
 def oauth_settings(environ):

@@ -219,3 +219,34 @@ def test_the_dashboard_figures(tmp_path, fake_runner):
     [alice] = envs.status()
     assert (alice["disk_bytes"], alice["containers"], alice["images"]) == (12288, 3, 2)
     assert 1790 <= alice["stops_in_seconds"] <= 1800
+
+
+def test_a_workspace_replaced_by_a_link_is_refused_and_nothing_is_chowned_through_it(tmp_path):
+    secret = tmp_path / "shadow"
+    secret.write_text("root:x\n")
+    os.symlink(str(secret), str(tmp_path / "alice"))
+    with pytest.raises(LockboxError, match="not a directory of its own"):
+        _envs.prepare_workspace(str(tmp_path / "alice"), {"user": "1000:1000"})
+    assert secret.stat().st_uid == 0
+
+
+@pytest.mark.parametrize("forged", ["2816\n", "32769\n", "0\n", "-64\n", "16777216\n", "abc\n", "32768 2816\n"])
+def test_a_forged_marker_is_never_used(tmp_path, forged):
+    """Markers lie where the repository's containers may write: 2816 would be the repository's own daemon."""
+    (tmp_path / "mallory-docker").mkdir()
+    (tmp_path / "mallory-docker" / ".networkid").write_text(forged)
+    assert _envs.recorded_network_ids(str(tmp_path)) == {}
+    assert _envs.network_id_for(str(tmp_path), "mallory", threading.Lock()) == 32768
+    assert (tmp_path / "mallory-docker" / ".networkid").read_text() == "32768\n"
+
+
+def test_two_markers_never_share_a_network_id_and_links_are_not_data_roots(tmp_path):
+    for user in ("alice", "bob"):
+        (tmp_path / ("%s-docker" % user)).mkdir()
+        (tmp_path / ("%s-docker" % user) / ".networkid").write_text("32768\n")
+    os.symlink(str(tmp_path / "alice-docker"), str(tmp_path / "eve-docker"))
+    assert _envs.recorded_network_ids(str(tmp_path)) == {"alice": 32768}
+    assert _envs.network_id_for(str(tmp_path), "bob", threading.Lock()) == 32832
+    with pytest.raises(LockboxError, match="is a link"):
+        _envs.network_id_for(str(tmp_path), "eve", threading.Lock())
+    assert (tmp_path / "alice-docker" / ".networkid").read_text() == "32768\n"

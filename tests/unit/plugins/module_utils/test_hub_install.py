@@ -125,10 +125,11 @@ def test_install_writes_the_unit_labels_and_routes_then_starts(host, fake_runner
     files = _files(etc)
     unit = files["systemd/rediacc-hub.service"]
     assert ('ExecStart="/usr/local/bin/renet" "hub" "start" "--labels=%s" "--listen=127.0.11.2" '
+            '"--env-file=%s/devbox/hub/.env" '
             '"--docker-socket=/var/run/rediacc/docker-2816.sock" "--network-id=2816" "--port=7112" '
             '"--base-domain=hub.test" "--workspace-dir=%s/devbox/workspaces" "--idle-timeout=30m" "--checkpoint"'
-            % (_hub_install.LABELS_FILE, mount)) in unit.splitlines()
-    assert "EnvironmentFile=%s/devbox/hub/.env" % mount in unit.splitlines()
+            % (_hub_install.LABELS_FILE, mount, mount)) in unit.splitlines()
+    assert "EnvironmentFile" not in unit  # systemd never loads a file the repository's containers may write
     assert "RequiresMountsFor=%s" % mount in unit.splitlines()
     assert 'Environment="HUB_LOG_LEVEL=info"' in unit.splitlines()
     assert 'Environment="REDIACC_NETWORK_ID=2816"' in unit.splitlines()

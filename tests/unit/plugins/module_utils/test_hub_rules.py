@@ -166,3 +166,20 @@ def test_host_service_label():
     assert hub.is_host_service({"labels": {"rediacc.install_as": "Systemd "}})
     assert not hub.is_host_service({"labels": {"rediacc.install_as": "docker"}})
     assert not hub.is_host_service({})
+
+
+def test_only_hub_variables_are_read_from_an_env_file():
+    text = """# the Hub's settings
+HUB_OAUTH_CLIENT_ID=lockbox
+export HUB_OAUTH_SCOPES="openid profile"
+HUB_SESSION_SECRET='abc=def'
+LD_PRELOAD=/mnt/rediacc/mounts/g/evil.so
+PATH=/tmp/evil
+hub_lower=x
+HUB_=empty name
+HUB_SPACED = yes
+not a pair
+"""
+    assert hub.parse_env_file(text) == {"HUB_OAUTH_CLIENT_ID": "lockbox", "HUB_OAUTH_SCOPES": "openid profile",
+                                        "HUB_SESSION_SECRET": "abc=def", "HUB_SPACED": "yes"}
+    assert hub.is_hub_variable("HUB_ADMIN_USERS") and not hub.is_hub_variable("LD_PRELOAD")
