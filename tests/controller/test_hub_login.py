@@ -81,9 +81,9 @@ def hub_one_callback(oidc_provider):
     yield from _serve(*_settings(oidc_provider, HUB_OAUTH_REDIRECT_URI="https://login.hub.test/_hub/callback"))
 
 
-def _serve(config, options, oauth):
+def _serve(config, options, oauth, environments=None):
     from aiohttp import web
-    environments, audit = Environments(), []
+    environments, audit = environments or Environments(), []
     server = _hub_server.Hub(config, options, oauth, SECRET, environments,
                              audit=lambda user, kind, **fields: audit.append((user, kind, fields)))
     loop = asyncio.new_event_loop()
@@ -316,3 +316,95 @@ def test_root_s_socket_lists_and_stops_environments(tmp_path):
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
+
+
+class ReadyEnvironments(Environments):
+    """Every user's environment answers on 127.0.0.1; who was marked active, and how often."""
+
+    def __init__(self):
+        super().__init__()
+        self.touched = []
+
+    def address(self, user):
+        return "127.0.0.1"
+
+    def touch(self, user):
+        self.touched.append(user)
+
+
+@pytest.fixture
+def upstream():
+    """A user's environment: echoes what reached it, streams, and echoes WebSocket messages."""
+    from aiohttp import web
+
+    async def echo(request):
+        return web.json_response({"headers": dict(request.headers), "path": request.path_qs,
+                                  "body": (await request.read()).decode()})
+
+    async def stream(request):
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for index in range(3):
+            await response.write(b"chunk %d\n" % index)
+        return response
+
+    async def socket(request):
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            await ws.send_str("echo:" + message.data)
+        return ws
+    app = web.Application()
+    app.router.add_route("*", "/echo", echo)
+    app.router.add_get("/stream", stream)
+    app.router.add_get("/ws", socket)
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield site._server.sockets[0].getsockname()[1]
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+
+
+def test_the_proxy_passes_http_and_websockets_and_keeps_the_hub_s_cookies(oidc_provider, upstream):
+    from aiohttp import ClientSession
+    config, options, oauth = _settings(oidc_provider)
+    config = _hub.parse_labels(dict(LABELS, **{"rediacc.hub.route.code": str(upstream)}))
+    environments = ReadyEnvironments()
+    served = _serve(config, options, oauth, environments)
+    hub = next(served)
+    try:
+        browser = hub["browser"]
+        _login(browser)
+        session = browser.cookies["code.hub.test"]["__Host-hub_session"]
+        browser.cookies["code.hub.test"]["app"] = "1"
+        status, _h, body, _c = browser.request("https://code.hub.test/echo?x=1", method="POST", form={"a": "b"})
+        seen = json.loads(body)
+        assert status == 200 and seen["path"] == "/echo?x=1" and seen["body"] == "a=b"
+        assert seen["headers"]["Cookie"] == "app=1"  # the Hub's own cookies never reach the environment
+        assert seen["headers"]["X-Forwarded-Host"] == "code.hub.test"
+        status, _h, body, _c = browser.request("https://code.hub.test/stream")
+        assert body == "chunk 0\nchunk 1\nchunk 2\n"
+        touched_before = len(environments.touched)
+
+        async def talk():
+            async with ClientSession() as client, client.ws_connect(
+                    "http://127.0.0.1:%d/ws" % hub["port"],
+                    headers={"Host": "code.hub.test", "Cookie": "__Host-hub_session=" + session}) as ws:
+                answers = []
+                for text in ("one", "two"):
+                    await ws.send_str(text)
+                    answers.append((await ws.receive()).data)
+                return answers
+        assert asyncio.run(talk()) == ["echo:one", "echo:two"]
+        # the browser's two messages and the upgrade request are activity; the environment's answers are not
+        assert len(environments.touched) - touched_before == 3
+    finally:
+        served.close()
