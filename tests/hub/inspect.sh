@@ -21,6 +21,8 @@ echo "== alice reaches bob"
 docker -H "$alice" exec hub-alice wget -q -T 5 -O - "http://$bob:8080/" 2>&1; echo "rc=$?"
 echo "== alice reaches the hub"
 docker -H "$alice" exec hub-alice wget -q -T 5 -O - "http://$hub/_hub/health" 2>&1; echo "rc=$?"
+echo "== renet hub install --check"
+renet hub install "$(dirname "$workspaces")/docker-compose.yml" --check | tail -n 1
 echo "== status"
 renet hub status | python3 -c 'import json, sys; print(" ".join(sorted(e["user"] + ":" + e["status"] for e in json.load(sys.stdin)["environments"])))'
 echo "== audit"
