@@ -287,6 +287,7 @@ class Environments:
         root = docker_root(self.workspace_dir, env.user)
         host = _repo_daemon.docker_host(env.network_id)
         env.step("starting your Docker daemon (networkId %d)" % env.network_id)
+        refuse_links(self.workspace_dir, _repo_daemon.data_root(root))
         self._daemon(env.network_id, root, template)
         env.step("getting image %s" % template["image"])
         self._image(host, template["image"])
@@ -433,6 +434,22 @@ class Environments:
                       "stops_in_seconds": max(0, int(timeout - (now - e.last_active))) if timeout else None},
                      **e.stats)
                 for e in sorted(envs, key=lambda e: e.user)]
+
+
+def refuse_links(base, path):
+    """Refuse ``path`` when it or a directory between ``base`` and it is a symbolic link.
+
+    The daemon's data-root lies where the repository's containers may write: a data-root that
+    leads elsewhere (``/`` or another user's) must never reach a root dockerd.
+    """
+    relative = os.path.relpath(path, base)
+    if relative.startswith(".."):
+        raise LockboxError("%s is outside %s: refused" % (path, base))
+    current = base
+    for part in relative.split(os.sep):
+        current = os.path.join(current, part)
+        if os.path.islink(current):
+            raise LockboxError("%s is a link: refused (the Hub never hands a daemon a path through one)" % current)
 
 
 def prepare_workspace(path, template):

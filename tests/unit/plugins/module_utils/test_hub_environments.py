@@ -250,3 +250,13 @@ def test_two_markers_never_share_a_network_id_and_links_are_not_data_roots(tmp_p
     with pytest.raises(LockboxError, match="is a link"):
         _envs.network_id_for(str(tmp_path), "eve", threading.Lock())
     assert (tmp_path / "alice-docker" / ".networkid").read_text() == "32768\n"
+
+
+def test_a_data_root_through_a_link_never_reaches_the_daemon(tmp_path):
+    (tmp_path / "alice-docker" / ".rediacc" / "docker").mkdir(parents=True)
+    os.symlink("/", str(tmp_path / "alice-docker" / ".rediacc" / "docker" / "data"))
+    with pytest.raises(LockboxError, match="is a link"):
+        _envs.refuse_links(str(tmp_path), str(tmp_path / "alice-docker" / ".rediacc" / "docker" / "data"))
+    _envs.refuse_links(str(tmp_path), str(tmp_path / "bob-docker" / ".rediacc" / "docker" / "data"))  # not there yet
+    with pytest.raises(LockboxError, match="outside"):
+        _envs.refuse_links(str(tmp_path / "alice-docker"), str(tmp_path / "bob-docker"))
