@@ -9,6 +9,7 @@ needs a guest (molecule/hub).
 """
 
 import asyncio
+import contextlib
 import http.client
 import json
 import threading
@@ -81,25 +82,31 @@ def hub_one_callback(oidc_provider):
     yield from _serve(*_settings(oidc_provider, HUB_OAUTH_REDIRECT_URI="https://login.hub.test/_hub/callback"))
 
 
-def _serve(config, options, oauth, environments=None):
+@contextlib.contextmanager
+def _running(app, unix_socket=None):
+    """``app`` served from an event loop of its own thread, on 127.0.0.1 (yields the port) or a unix socket."""
     from aiohttp import web
-    environments, audit = environments or Environments(), []
-    server = _hub_server.Hub(config, options, oauth, SECRET, environments,
-                             audit=lambda user, kind, **fields: audit.append((user, kind, fields)))
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(server.app())
+    runner = web.AppRunner(app)
     loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.UnixSite(runner, unix_socket) if unix_socket else web.TCPSite(runner, "127.0.0.1", 0)
     loop.run_until_complete(site.start())
-    port = site._server.sockets[0].getsockname()[1]
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
-        yield {"browser": Browser(port), "environments": environments, "audit": audit, "port": port}
+        yield None if unix_socket else site._server.sockets[0].getsockname()[1]
     finally:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
+
+
+def _serve(config, options, oauth, environments=None):
+    environments, audit = environments or Environments(), []
+    server = _hub_server.Hub(config, options, oauth, SECRET, environments,
+                             audit=lambda user, kind, **fields: audit.append((user, kind, fields)))
+    with _running(server.app()) as port:
+        yield {"browser": Browser(port), "environments": environments, "audit": audit, "port": port}
 
 
 def _login(browser, user="alice", host="code.hub.test", query=""):
@@ -280,7 +287,6 @@ def test_tokens_are_bound_to_their_purpose_and_expire():
 
 def test_root_s_socket_lists_and_stops_environments(tmp_path):
     """renet hub status / stop talk to the running Hub on a unix socket, through the runtime's own Runner."""
-    from aiohttp import web
 
     from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput
     from ansible_collections.lockbox.fleet.plugins.module_utils._core.runner import Runner
@@ -291,14 +297,8 @@ def test_root_s_socket_lists_and_stops_environments(tmp_path):
         "HUB_OAUTH_TOKEN_URL": "http://p/token", "HUB_OAUTH_USERINFO_URL": "http://p/me",
         "HUB_OAUTH_USERINFO_PATH": "sub"}), SECRET, environments,
         audit=lambda user, kind, **fields: audit.append((user, kind, fields)))
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(server.admin_app())
-    loop.run_until_complete(runner.setup())
     socket_path = str(tmp_path / "hub.sock")
-    loop.run_until_complete(web.UnixSite(runner, socket_path).start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
+    with _running(server.admin_app(), unix_socket=socket_path):
         answer = Runner().api(socket_path, "GET", "/status")
         assert [e["user"] for e in answer.data["environments"]] == ["alice", "bob"]
         original = _hub_server.ADMIN_SOCKET
@@ -312,10 +312,6 @@ def test_root_s_socket_lists_and_stops_environments(tmp_path):
         finally:
             _hub_server.ADMIN_SOCKET = original
         assert environments.stopped == ["bob"] and ("bob", "stop", {"by": "root"}) in audit
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
 
 
 class ReadyEnvironments(Environments):
@@ -358,19 +354,8 @@ def upstream():
     app.router.add_route("*", "/echo", echo)
     app.router.add_get("/stream", stream)
     app.router.add_get("/ws", socket)
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app)
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    loop.run_until_complete(site.start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield site._server.sockets[0].getsockname()[1]
-    finally:
-        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
+    with _running(app) as port:
+        yield port
 
 
 def test_the_proxy_passes_http_and_websockets_and_keeps_the_hub_s_cookies(oidc_provider, upstream):

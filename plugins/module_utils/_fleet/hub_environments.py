@@ -35,6 +35,8 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._tools import system
 NETWORK_ID_FILE = ".networkid"
 NETWORK_ID_STEP = 64
 CONTAINER_SLOT = 0
+# Where `systemctl set-property` keeps properties (runtime, persistent): the users' limits.
+CONTROL_DIRS = ("/run/systemd/system.control", "/etc/systemd/system.control")
 PORT_TIMEOUT = 180.0
 SPAWN_ATTEMPTS_KEPT = 20
 
@@ -150,11 +152,19 @@ def gc(workspace_dir, max_age, dry_run, *, now=None, configured=_daemon_configur
     return report
 
 
-def daemon_unit(root, network_id, template):
-    """The user's dockerd unit: repo_daemon's, in the user's slice, which carries the limits."""
-    base = _repo_daemon.unit_content(root, network_id, _repo_daemon.config_path(network_id))
-    lines = ["Slice=%s" % _loopback_net.repository_slice(network_id)]
-    return base.replace("[Service]\n", "[Service]\n" + "".join(line + "\n" for line in lines), 1)
+def daemon_service_lines(network_id):
+    """What a user's daemon adds to the repository daemon's unit: it runs in the user's slice."""
+    return ["Slice=%s" % _loopback_net.repository_slice(network_id)]
+
+
+def removal_steps(runner, network_id):
+    """(name, detail, apply) steps that remove a user's daemon, slices and limits (not the data-root)."""
+    steps = _repo_daemon.removal_steps(runner, network_id) + _loopback_net.removal_steps(runner, network_id)
+    user_slice = _loopback_net.repository_slice(network_id)
+    if any(os.path.isdir(os.path.join(d, user_slice + ".d")) for d in CONTROL_DIRS):
+        steps.append(("revert-limits", "systemctl revert %s (the user's limits)" % user_slice,
+                      lambda: _systemd.systemctl(runner, "revert", user_slice)))
+    return steps
 
 
 def slice_limits(template):
@@ -313,24 +323,7 @@ class Environments:
             # --runtime: the limits live as long as the slice; the next build sets them again.
             _systemd.systemctl(self.runner, "set-property", "--runtime", _loopback_net.repository_slice(network_id),
                                *limits)
-        conf = _repo_daemon.config_path(network_id)
-        unit = _repo_daemon.unit_name(network_id)
-        wanted_unit = daemon_unit(root, network_id, template)
-        changed = False
-        if read_text(conf) != _repo_daemon.render_config(root, network_id):
-            write_atomic(conf, _repo_daemon.render_config(root, network_id))
-            changed = True
-        current = _systemd.read_unit_file(unit)
-        if current != wanted_unit:
-            _systemd.write_unit_file(unit, wanted_unit)
-            if current is not None:
-                _systemd.systemctl(self.runner, "daemon-reload")
-            changed = True
-        if changed:
-            _systemd.systemctl(self.runner, "restart", unit)
-        elif _systemd.is_active(self.runner, unit) != "active":
-            _systemd.systemctl(self.runner, "start", unit)
-        _repo_daemon.wait_for_api(self.runner, network_id)
+        _repo_daemon.start_daemon(self.runner, network_id, root, daemon_service_lines(network_id))
 
     def _image(self, host, image):
         if _docker.image_exists(self.runner, host, image):
@@ -412,9 +405,7 @@ class Environments:
 
     def _forget(self, env):
         """An ephemeral environment leaves nothing: daemon unit and configuration, slices, data-root."""
-        steps = _repo_daemon.removal_steps(self.runner, env.network_id) + \
-            _loopback_net.removal_steps(self.runner, env.network_id)
-        for _name, _detail, apply in steps:
+        for _name, _detail, apply in removal_steps(self.runner, env.network_id):
             apply()
         shutil.rmtree(docker_root(self.workspace_dir, env.user), ignore_errors=True)
         self.audit(env.user, "ephemeral-removed", network_id=env.network_id)

@@ -7,9 +7,10 @@ The Hub is the repository's compose service labelled ``rediacc.install_as=system
 command ``hub start …``. Installing it writes, from the compose model:
 
 - ``/etc/systemd/system/rediacc-hub.service``: ``renet hub start`` with the service's options,
-  listening on the service's own IP in the repository's /26, its ``env_file`` files read by
-  systemd where they are (inside the encrypted mount: the OAuth secrets never leave it; the
-  unit requires the mount), and the repository's ``REDIACC_*`` variables;
+  listening on the service's own IP in the repository's /26, its ``env_file`` files named with
+  ``--env-file`` and left in the encrypted mount (the OAuth secrets never leave it; the Hub,
+  not systemd, reads their ``HUB_*`` variables; the unit requires the mount), and the
+  repository's ``REDIACC_*`` variables;
 - ``/etc/rediacc/hub/hub.labels.yaml``: the checked templates and routes ``renet hub start`` reads;
 - the router configuration: a Traefik file-provider file and, on a host with the router role,
   the embedded router's (Caddy) sites ``{prefix}.{domain}`` → the Hub;
@@ -27,7 +28,6 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.files import read_text, write_atomic
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.plan import Action, apply_plan
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_environments as _environments
-from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import loopback_net as _loopback_net
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import project as _project
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repository as _repository
@@ -44,10 +44,12 @@ LABELS_FILE = "/etc/rediacc/hub/hub.labels.yaml"
 TRAEFIK_FILE = "/opt/rediacc/proxy/traefik/dynamic/rediacc-hub.yaml"
 CADDY_FILE = "/etc/caddy/lockbox-hub.caddy"
 RENET = "/usr/local/bin/renet"
-# Where `systemctl set-property` keeps properties (runtime, persistent): the users' limits.
-CONTROL_DIRS = ("/run/systemd/system.control", "/etc/systemd/system.control")
 # compose prints a host service's model only when it has an image: this one is never pulled or run.
 PLACEHOLDER_IMAGE = "lockbox.invalid/host-service"
+
+
+def _unit_path():
+    return os.path.join(_systemd.UNIT_DIR, UNIT)  # UNIT_DIR read at call time: tests point it elsewhere
 
 
 def _compose_path(mount, compose_file):
@@ -148,8 +150,8 @@ def describe(runner, layout, repository, compose_file, service=None):
     settings = _routes.load_settings()
     wanted = {
         LABELS_FILE: _labels_document(record, name, listen, options, config),
-        _systemd.UNIT_DIR + "/" + UNIT: _unit(repo, _env_files(raw, project_dir, repo.mount), environment,
-                                              _hub.host_argv(hosts[name]["command"]), listen),
+        _unit_path(): _unit(repo, _env_files(raw, project_dir, repo.mount), environment,
+                            _hub.host_argv(hosts[name]["command"]), listen),
         TRAEFIK_FILE: json.dumps({"http": {"routers": routers, "services": {_hub.HUB_TRAEFIK_SERVICE: {
             "loadBalancer": {"servers": [{"url": "http://%s" % upstream}]}}}}}, indent=2, sort_keys=True) + "\n",
     }
@@ -219,7 +221,7 @@ def plan_present(runner, described, status):
             lambda: _project.claim_slots(described["mount"], [described["service"]])))
     changed = [p for p, c in described["wanted"].items() if read_text(p) != c]
     actions += [Action("write", "write %s" % p, _write(p, described["wanted"][p])) for p in changed]
-    unit_path = _systemd.UNIT_DIR + "/" + UNIT
+    unit_path = _unit_path()
     if unit_path in changed:
         actions.append(Action("daemon-reload", "systemctl daemon-reload",
                               lambda: _systemd.systemctl(runner, "daemon-reload")))
@@ -248,15 +250,10 @@ def plan_absent(runner, status):
         actions.append(Action("stop", "stop %s" % UNIT, lambda: _systemd.systemctl(runner, "stop", UNIT)))
     # The users' daemons and slices go with the Hub; their data-roots and workspaces stay.
     for network_id in _users_network_ids():
-        steps = _repo_daemon.removal_steps(runner, network_id) + _loopback_net.removal_steps(runner, network_id)
-        actions += [Action(name, detail, apply) for name, detail, apply in steps]
-        user_slice = _loopback_net.repository_slice(network_id)
-        if any(os.path.isdir(os.path.join(d, user_slice + ".d")) for d in CONTROL_DIRS):
-            actions.append(Action("revert-limits", "systemctl revert %s (the user's limits)" % user_slice,
-                                  lambda unit=user_slice: _systemd.systemctl(runner, "revert", unit)))
+        actions += [Action(*step) for step in _environments.removal_steps(runner, network_id)]
     if status["enabled"]:
         actions.append(Action("disable", "disable %s" % UNIT, lambda: _systemd.systemctl(runner, "disable", UNIT)))
-    unit_path = _systemd.UNIT_DIR + "/" + UNIT
+    unit_path = _unit_path()
     present = [p for p in (unit_path, LABELS_FILE, TRAEFIK_FILE, CADDY_FILE) if os.path.lexists(p)]
     actions += [Action("remove", "remove %s" % p, _remove(p)) for p in present]
     if unit_path in present:
@@ -291,7 +288,7 @@ def converge(runner, layout, state, *, repository=None, compose_file=None, servi
 
 
 def _managed_files():
-    return (_systemd.UNIT_DIR + "/" + UNIT, LABELS_FILE, TRAEFIK_FILE, CADDY_FILE)
+    return (_unit_path(), LABELS_FILE, TRAEFIK_FILE, CADDY_FILE)
 
 
 def _roll_back(runner, previous, status, exc):

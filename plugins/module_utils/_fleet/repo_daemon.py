@@ -70,8 +70,11 @@ def render_config(mount, network_id, socket_dir=SOCKET_DIR):
     return json.dumps(daemon_config(mount, network_id, socket_dir), indent=2, sort_keys=True) + "\n"
 
 
-def unit_content(mount, network_id, config_path):
-    """One dockerd per repository, started after (and stopped before) its mount."""
+def unit_content(mount, network_id, config_path, service_lines=()):
+    """One dockerd per repository, started after (and stopped before) its mount.
+
+    ``service_lines`` go first in [Service] (a Hub user's daemon: the user's slice).
+    """
     return "\n".join([
         "# Managed by lockbox.fleet: the Docker daemon of the repository mounted at %s." % mount,
         "[Unit]",
@@ -80,6 +83,7 @@ def unit_content(mount, network_id, config_path):
         "RequiresMountsFor=%s" % mount,
         "",
         "[Service]",
+        *service_lines,
         "Type=notify",
         "ExecStartPre=/bin/mkdir -p %s" % SOCKET_DIR,
         "ExecStart=/usr/sbin/dockerd --config-file %s" % config_path,
@@ -130,12 +134,12 @@ def wait_for_api(runner, network_id, timeout=API_TIMEOUT):
 class _Daemon:
     """What is on the host for one repository's daemon, and what it should be."""
 
-    def __init__(self, runner, layout, record, config_dir):
+    def __init__(self, runner, layout, record, config_dir, *, mount=None, service_lines=()):
         self.runner = runner
-        self.network_id, self.mount = record["network_id"], layout.mount(record["guid"])
+        self.network_id, self.mount = record["network_id"], mount or layout.mount(record["guid"])
         self.unit, self.conf = unit_name(self.network_id), config_path(self.network_id, config_dir)
         self.wanted_conf = render_config(self.mount, self.network_id)
-        self.wanted_unit = unit_content(self.mount, self.network_id, self.conf)
+        self.wanted_unit = unit_content(self.mount, self.network_id, self.conf, service_lines)
         self.status = _systemd.unit_status(runner, self.unit)
         self.current_conf, self.current_unit = read_text(self.conf), _systemd.read_unit_file(self.unit)
         self.actions = []
@@ -202,6 +206,16 @@ def converge_daemon(runner, layout, name, *, state, check_mode=False, config_dir
                        "socket": socket_path(daemon.network_id), "docker_host": docker_host(daemon.network_id),
                        "config": daemon.conf, "data_root": "%s/.rediacc/docker/data" % daemon.mount,
                        "active": active, "version": version}}
+
+
+def start_daemon(runner, network_id, mount, service_lines=(), config_dir=CONFIG_DIR):
+    """A dockerd for ``mount`` started (configuration and unit written, restarted when they changed)
+    and answering; the reports of the steps taken. A Hub user's daemon is one of these."""
+    daemon = _Daemon(runner, None, {"network_id": network_id}, config_dir, mount=mount, service_lines=service_lines)
+    daemon.plan_started()
+    reports = apply_plan(daemon.actions)
+    wait_for_api(runner, network_id)
+    return reports
 
 
 def _stop_steps(runner, network_id, conf, *, active, remove, names):

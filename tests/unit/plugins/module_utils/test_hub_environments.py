@@ -9,6 +9,7 @@ import pytest
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_environments as _envs
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import hub as _hub
 
 CONFIG = _hub.parse_labels({"rediacc.hub.route.code": "8080", "rediacc.hub.image": "lockbox-test/hubenv:1",
@@ -30,7 +31,8 @@ def test_network_ids_are_recorded_reused_and_never_shared(tmp_path):
 
 
 def test_the_daemon_unit_is_the_repository_daemon_s_in_the_user_s_slice(tmp_path):
-    unit = _envs.daemon_unit(str(tmp_path / "alice-docker"), 32768, CONFIG["templates"]["default"])
+    unit = _repo_daemon.unit_content(str(tmp_path / "alice-docker"), 32768, "/etc/rediacc/docker/32768.json",
+                                     _envs.daemon_service_lines(32768))
     lines = unit.splitlines()
     assert lines[lines.index("[Service]") + 1] == "Slice=rediacc-32768.slice"
     assert "RequiresMountsFor=%s/alice-docker" % tmp_path in lines

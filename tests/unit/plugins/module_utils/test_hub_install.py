@@ -227,7 +227,7 @@ def test_uninstall_removes_everything_but_users_data(host, fake_runner, monkeypa
     _install(fake_runner, layout)
     (mount / "devbox" / "workspaces" / "alice-docker" / ".networkid").write_text("32768\n")
     (etc / "control" / "rediacc-32768.slice.d").mkdir(parents=True)
-    monkeypatch.setattr(_hub_install, "CONTROL_DIRS", (str(etc / "control"),))
+    monkeypatch.setattr(_hub_install._environments, "CONTROL_DIRS", (str(etc / "control"),))
     fake_runner.answer(["systemctl", "show"], RUNNING)
     result = _install(fake_runner, layout, state="absent")
     assert [a["action"] for a in result["actions"]] == ["stop", "stop-daemon", "remove-socket", "revert-limits",
