@@ -21,6 +21,16 @@ echo "== alice reaches bob"
 docker -H "$alice" exec hub-alice wget -q -T 5 -O - "http://$bob:8080/" 2>&1; echo "rc=$?"
 echo "== alice reaches the hub"
 docker -H "$alice" exec hub-alice wget -q -T 5 -O - "http://$hub/_hub/health" 2>&1; echo "rc=$?"
+echo "== gate"
+# What alice's container sees as /var/run/docker.sock (through its mount namespace): her
+# daemon, judged; the docker CLI is the guest's, the container has none.
+gate="unix:///proc/$(docker -H "$alice" inspect -f '{{.State.Pid}}' hub-alice)/root/var/run/docker.sock"
+stat -c '%a %U' /run/rediacc/hub/users/alice/docker.sock
+docker -H "$alice" exec hub-alice sh -c 'echo "$DOCKER_HOST"'
+docker -H "$gate" ps -a --format '{{.Names}}'
+docker -H "$gate" run --rm --privileged lockbox-test/hubenv:1 true 2>&1 | grep -o 'gives the container the whole host'
+docker -H "$gate" run --rm -v /etc:/x lockbox-test/hubenv:1 true 2>&1 | grep -o 'outside the repository.s mount'
+docker -H "$gate" run --rm --network none -v "$workspaces/alice:/w:ro" lockbox-test/hubenv:1 cat /w/index.html
 echo "== renet hub install --check"
 renet hub install "$(dirname "$workspaces")/docker-compose.yml" --check | tail -n 1
 echo "== status"

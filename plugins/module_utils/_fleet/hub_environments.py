@@ -10,12 +10,22 @@ the loopback guard of ``loopback_net`` (users cannot reach each other or the rep
 and the user's container on the /26's first service IP, from the template's labels. CPU and
 memory limits are properties of the user's slice, which holds the daemon and the container.
 
+A template with ``docker: per-user`` gets the daemon in its container, never its raw socket (a
+root dockerd's socket is the host's root): the Hub judges each request by the sandbox's rule
+(``sandbox.DockerGate``: the compose allowlist, binds only inside the user's workspace). A
+template with ``checkpoint: true`` hibernates when idle: the container is checkpointed by
+``criu_checkpoint``'s library into the root-only data-root (not the workspace the user's
+container sees), the daemon stops, and the next request restores it with its memory.
+
 Every step runs in a worker thread of the Hub; progress is kept per user for the waiting page.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import hashlib
+import json
 import os
 import shutil
 import socket
@@ -24,11 +34,14 @@ import time
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.files import read_text, write_atomic
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import criu_checkpoint as _criu
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_audit as _hub_audit
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import loopback_net as _loopback_net
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import sandbox as _sandbox
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import compose as _compose
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import hub as _hub
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules import isolation as _isolation
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import docker as _docker
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import systemd as _systemd
 
@@ -39,6 +52,20 @@ CONTAINER_SLOT = 0
 CONTROL_DIRS = ("/run/systemd/system.control", "/etc/systemd/system.control")
 PORT_TIMEOUT = 180.0
 SPAWN_ATTEMPTS_KEPT = 20
+# One directory per user holding the socket of their judged Docker API (root's: /run/rediacc is
+# 0700); the directory is what the container mounts, so a Hub restart's new socket is seen there.
+GATE_DIR = "/run/rediacc/hub/users"
+GATE_SOCKET = "docker.sock"
+CONTAINER_GATE_DIR = "/run/lockbox"
+# The checkpoint an idle environment hibernates into, in <data-root>/.rediacc/checkpoint/.
+HIBERNATION = "hub-hibernate"
+# CRIU failures in a row (dump or restore) after which the user's container is made anew.
+MAX_CRIU_FAILURES = 3
+CRIU_STATE = ".rediacc/hub-criu.json"
+SPEC_LABEL = "rediacc.hub.spec"
+
+# What criu_checkpoint's library needs of a repository: a user's environment has the same three.
+_EnvRepository = collections.namedtuple("_EnvRepository", "name mount network_id")
 
 
 def docker_root(workspace_dir, user):
@@ -48,6 +75,16 @@ def docker_root(workspace_dir, user):
 
 def workspace_of(workspace_dir, user):
     return os.path.join(workspace_dir, user)
+
+
+def gate_dir(user):
+    return os.path.join(GATE_DIR, user)
+
+
+def gate_paths(workspace_dir, user, network_id):
+    """Where the user's own containers may bind host paths: their workspace (all of it), nothing else."""
+    workspace = workspace_of(workspace_dir, user)
+    return _isolation.HostPaths(workspace, workspace, network_id=network_id, private=False)
 
 
 def container_name(user):
@@ -184,17 +221,33 @@ def container_spec(user, network_id, template, workspace_dir, image):
     host = {"NetworkMode": "host", "ShmSize": template["shm_size"], "CapDrop": ["NET_RAW"], "Init": True,
             "CgroupParent": _loopback_net.service_slice(network_id, CONTAINER_SLOT),
             "SecurityOpt": ["no-new-privileges"]}
+    # runc hands CRIU the environment's own configuration (written before each dump or restore).
+    host["Annotations"] = {_compose.CRIU_CONFIG_ANNOTATION: _compose.criu_config(network_id)}
+    env = ["SERVICE_IP=%s" % ip, "HUB_USER=%s" % user, "HOME=%s" % template["workspace"]]
+    labels = {"rediacc.hub.user": user, "rediacc.hub.template": template.get("name", ""),
+              "rediacc.network_id": str(network_id), "rediacc.service_ip": ip}
+    binds = []
     if template["mode"] == "ephemeral":
         host["Tmpfs"] = {template["workspace"]: "rw,nosuid,nodev,size=%d" % (1 << 30)}
     else:
-        host["Binds"] = ["%s:%s:rw" % (workspace_of(workspace_dir, user), template["workspace"])]
-    spec = {"Image": image, "User": template["user"], "WorkingDir": template["workspace"],
-            "Env": ["SERVICE_IP=%s" % ip, "HUB_USER=%s" % user, "HOME=%s" % template["workspace"]],
-            "Labels": {"rediacc.hub.user": user, "rediacc.hub.template": template.get("name", ""),
-                       "rediacc.network_id": str(network_id), "rediacc.service_ip": ip},
-            "HostConfig": host}
+        binds.append("%s:%s:rw" % (workspace_of(workspace_dir, user), template["workspace"]))
+        if template.get("checkpoint"):
+            labels["rediacc.checkpoint"] = "true"  # what criu_checkpoint dumps
+    if template.get("docker") == "per-user":
+        # The judged API: DOCKER_HOST names it in the mounted directory (a Hub restart's new socket
+        # shows there); /var/run/docker.sock too, for programs that only know that path.
+        binds += ["%s:%s:ro" % (gate_dir(user), CONTAINER_GATE_DIR),
+                  "%s:/var/run/docker.sock" % os.path.join(gate_dir(user), GATE_SOCKET)]
+        env += ["DOCKER_HOST=unix://%s/%s" % (CONTAINER_GATE_DIR, GATE_SOCKET),
+                "HUB_WORKSPACE_HOST=%s" % workspace_of(workspace_dir, user)]
+    if binds:
+        host["Binds"] = binds
+    spec = {"Image": image, "User": template["user"], "WorkingDir": template["workspace"], "Env": env,
+            "Labels": labels, "HostConfig": host}
     if command:
         spec["Cmd"] = ["/bin/sh", "-c", command]
+    # What the container was made from: a stopped one made from another spec is made anew.
+    labels[SPEC_LABEL] = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     return spec
 
 
@@ -205,7 +258,7 @@ class Environment:
         self.user, self.template, self.status = user, None, "absent"
         self.network_id, self.address, self.error = None, None, None
         self.steps, self.last_active, self.lock = [], time.time(), threading.Lock()
-        self.follower, self.cpu_usec, self.stats = None, None, {}
+        self.follower, self.cpu_usec, self.stats, self.gate = None, None, {}, None
 
     def step(self, text):
         self.steps = [*self.steps, text][-SPAWN_ATTEMPTS_KEPT:]
@@ -299,6 +352,8 @@ class Environments:
         env.step("starting your Docker daemon (networkId %d)" % env.network_id)
         refuse_links(self.workspace_dir, _repo_daemon.data_root(root))
         self._daemon(env.network_id, root, template)
+        if template.get("docker") == "per-user":
+            self._open_gate(env)
         env.step("getting image %s" % template["image"])
         self._image(host, template["image"])
         env.step("starting your container (template %s)" % template["name"])
@@ -338,17 +393,136 @@ class Environments:
         """Start the user's container (created from the template when missing or of another template)."""
         name = container_name(env.user)
         found = _docker.inspect(self.runner, host, name)
-        if found and (found.get("Config") or {}).get("Labels", {}).get("rediacc.hub.template") != template["name"]:
+        spec = container_spec(env.user, env.network_id, template, self.workspace_dir, template["image"])
+        labels = ((found or {}).get("Config") or {}).get("Labels") or {}
+        running = ((found or {}).get("State") or {}).get("Running")
+        # Another template is made at once (the user chose it); a changed template (image,
+        # command, limits, ...) at the next start, never under a running environment.
+        if found and (labels.get("rediacc.hub.template") != template["name"] or
+                      (not running and labels.get(SPEC_LABEL) != spec["Labels"][SPEC_LABEL])):
             _docker.remove(self.runner, host, [name])
+            _criu.delete(self._repository(env), HIBERNATION)  # its processes belonged to the old container
             found = None
         created = found is None
         if created:
-            spec = container_spec(env.user, env.network_id, template, self.workspace_dir, template["image"])
             _docker.create(self.runner, host, name, spec)
             self.audit(env.user, "container-created", template=template["name"])
-        if not ((found or {}).get("State") or {}).get("Running"):
+        if ((found or {}).get("State") or {}).get("Running"):
+            return created
+        if created or not _criu.manifest(self._repository(env).mount, HIBERNATION):
             _docker.start(self.runner, host, name)
+        elif not self._resume(env, host, template, found):
+            # CRIU failed MAX_CRIU_FAILURES times in a row: the container is made anew from the template.
+            _docker.remove(self.runner, host, [name])
+            return self._container(env, host, template)
         return created
+
+    # -- hibernation -------------------------------------------------------------------------
+
+    def _repository(self, env):
+        return _EnvRepository("hub user %s" % env.user, docker_root(self.workspace_dir, env.user), env.network_id)
+
+    def _hook(self, env, host, template, which):
+        """Run the template's hook ``which`` as the container's user; a failure is recorded, not fatal."""
+        hook = template.get("hook.%s" % which)
+        if not hook:
+            return
+        env.step("running the %s hook" % which)
+        try:
+            _docker.exec_run(self.runner, host, container_name(env.user), ["/bin/sh", "-c", hook],
+                             user=template["user"])
+        except LockboxError as exc:
+            self.audit(env.user, "hook-failed", hook=which, error=exc.msg)
+
+    def _criu_failed(self, env, what, error):
+        """Count one CRIU failure in a row; True when the container is to be made anew (and the count reset)."""
+        root = docker_root(self.workspace_dir, env.user)
+        failures = criu_failures(root) + 1
+        self.audit(env.user, "%s-failed" % what, error=error, failures_in_a_row=failures)
+        recreate = failures >= MAX_CRIU_FAILURES
+        if recreate:
+            self.audit(env.user, "criu-recreate", failures_in_a_row=failures)
+        record_criu_failures(self.workspace_dir, root, 0 if recreate else failures)
+        return recreate
+
+    def _resume(self, env, host, template, found):
+        """Start the hibernated container from its checkpoint; False when it is to be made anew."""
+        repo = self._repository(env)
+        name = container_name(env.user)
+        entries = (_criu.manifest(repo.mount, HIBERNATION) or {}).get("containers") or []
+        entry = next((e for e in entries if e.get("container") == name), None)
+        env.step("restoring your environment from hibernation")
+        if entry is None:
+            outcome = {"error": "the checkpoint holds no images of %s" % name}
+            _docker.start(self.runner, host, name)
+        else:
+            outcome = _criu.restore_containers(self.runner, repo, _criu.path_of(repo.mount, HIBERNATION),
+                                               [dict(entry, id=found["Id"])])[name]
+        _criu.delete(repo, HIBERNATION)  # process memory: kept no longer than needed
+        if outcome["error"]:
+            return not self._criu_failed(env, "restore", outcome["error"])
+        record_criu_failures(self.workspace_dir, repo.mount, 0)
+        self.audit(env.user, "resumed")
+        self._hook(env, host, template, "checkpoint.post_restore")
+        return True
+
+    def hibernate(self, user):
+        """Idle: checkpoint the container (templates with ``checkpoint``) and stop the daemon; else stop."""
+        env = self._env(user)
+        template = self.template_of(env)
+        if not template.get("checkpoint") or template["mode"] == "ephemeral" or env.status != "ready":
+            self.stop(user)
+            return
+        with env.lock:
+            env.status, env.address = "hibernating", None
+        host, name, repo = _repo_daemon.docker_host(env.network_id), container_name(user), self._repository(env)
+        self._hook(env, host, template, "checkpoint.pre_dump")
+        try:
+            refuse_links(self.workspace_dir, _criu.root_of(repo.mount))
+            _criu.delete(repo, HIBERNATION)
+            _criu.create(self.runner, repo, HIBERNATION, leave_running=False, lockbox_name=True)
+            hibernated = True
+            self.audit(user, "hibernated")
+        except LockboxError as exc:
+            hibernated = False
+            with contextlib.suppress(LockboxError):
+                _docker.stop(self.runner, host, name)
+            if self._criu_failed(env, "checkpoint", exc.msg):
+                with contextlib.suppress(LockboxError):
+                    _docker.remove(self.runner, host, [name])
+        _systemd.systemctl(self.runner, "stop", _repo_daemon.unit_name(env.network_id))
+        env.status = "hibernated" if hibernated else "stopped"
+
+    # -- the judged Docker API ---------------------------------------------------------------
+
+    def _open_gate(self, env):
+        """The user's Docker API socket, each request judged before it reaches their daemon (for the Hub's life)."""
+        if env.gate is not None:
+            return
+        os.makedirs(GATE_DIR, mode=0o700, exist_ok=True)
+        directory = gate_dir(env.user)
+        if os.path.islink(directory):
+            raise LockboxError("%s is a link: refused" % directory)
+        os.makedirs(directory, mode=0o711, exist_ok=True)
+        path = os.path.join(directory, GATE_SOCKET)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # the socket of an earlier Hub
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        # Any uid of the container may use it: the directory is mounted in that one container only.
+        os.chmod(path, 0o666)  # noqa: S103 - see above
+        listener.listen(16)
+        gate = _sandbox.DockerGate(_repo_daemon.socket_path(env.network_id),
+                                   gate_paths(self.workspace_dir, env.user, env.network_id),
+                                   lambda why: self.audit(env.user, "docker-refused", reason=why))
+        gate.serve(listener)
+        env.gate = listener
+
+    def _close_gate(self, env):
+        if env.gate is not None:
+            env.gate.close()
+            env.gate = None
+        shutil.rmtree(gate_dir(env.user), ignore_errors=True)
 
     def sample(self, disk_usage=None):
         """The dashboard's figures of every known environment: disk used, containers and images."""
@@ -399,6 +573,8 @@ class Environments:
                 else:
                     _docker.stop(self.runner, host, container_name(user))
             _systemd.systemctl(self.runner, "stop", _repo_daemon.unit_name(env.network_id))
+            # A stop is a stop: the next start is a fresh one, not a resume of an older hibernation.
+            _criu.delete(self._repository(env), HIBERNATION)
             if template["mode"] == "ephemeral":
                 self._forget(env)
         env.status = "stopped"
@@ -408,6 +584,7 @@ class Environments:
         for _name, _detail, apply in removal_steps(self.runner, env.network_id):
             apply()
         shutil.rmtree(docker_root(self.workspace_dir, env.user), ignore_errors=True)
+        self._close_gate(env)
         self.audit(env.user, "ephemeral-removed", network_id=env.network_id)
         env.network_id = None
 
@@ -425,6 +602,23 @@ class Environments:
                       "stops_in_seconds": max(0, int(timeout - (now - e.last_active))) if timeout else None},
                      **e.stats)
                 for e in sorted(envs, key=lambda e: e.user)]
+
+
+def criu_failures(root):
+    """CRIU failures in a row recorded for the environment whose data-root is ``root``."""
+    try:
+        found = json.loads(read_text(os.path.join(root, CRIU_STATE)) or "{}")
+    except ValueError:
+        return 0
+    count = found.get("failures_in_a_row") if isinstance(found, dict) else None
+    return count if isinstance(count, int) and count >= 0 else 0
+
+
+def record_criu_failures(workspace_dir, root, count):
+    path = os.path.join(root, CRIU_STATE)
+    refuse_links(workspace_dir, path)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    write_atomic(path, json.dumps({"failures_in_a_row": count}) + "\n", mode=0o600)
 
 
 def refuse_links(base, path):

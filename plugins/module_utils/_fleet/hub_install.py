@@ -331,12 +331,14 @@ def status(runner):
     return dict(unit, unit=UNIT, installed=json.loads(installed) if installed else None, environments=environments)
 
 
-def stop_user(runner, user):
-    """``renet hub stop USER``: the running Hub stops that user's environment (container and daemon)."""
+def stop_user(runner, user, verb="stop"):
+    """``renet hub stop|hibernate USER``: the running Hub stops that user's environment (container and
+    daemon), for ``hibernate`` after checkpointing it as an idle one is."""
     from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_server as _hub_server
     from ansible_collections.lockbox.fleet.plugins.module_utils._rules import hub as _hub
     key = _hub.check_username(user)
-    answer = runner.api(_hub_server.ADMIN_SOCKET, "POST", "/stop/%s" % key, ok_statuses=(200, 404), timeout=300.0)
+    answer = runner.api(_hub_server.ADMIN_SOCKET, "POST", "/%s/%s" % (verb, key), ok_statuses=(200, 404),
+                        timeout=600.0)
     if answer.status == 404:
         raise InvalidInput("the Hub has no environment of user %s" % key)
     return answer.data

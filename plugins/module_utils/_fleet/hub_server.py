@@ -102,14 +102,15 @@ class Hub:
             await asyncio.sleep(SAMPLE_INTERVAL)
 
     async def _idle_loop(self):
-        """Every IDLE_INTERVAL: environments idle for --idle-timeout are stopped (their data stays)."""
+        """Every IDLE_INTERVAL: environments idle for --idle-timeout hibernate (templates with checkpoint)
+        or stop; their data stays."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(IDLE_INTERVAL)
             idle = await loop.run_in_executor(None, self.environments.idle_pass, self.clock(), IDLE_INTERVAL)
             for user in idle:
                 self.audit(user, "idle-stop", idle_timeout=self.options["idle_timeout"])
-                await loop.run_in_executor(None, self.environments.stop, user)
+                await loop.run_in_executor(None, self.environments.hibernate, user)
 
     def _served(self, host):
         name = (host or "").lower()
@@ -257,13 +258,14 @@ class Hub:
             self.audit(session["user"], "logout")
         return response
 
-    # -- root's socket (renet hub status|stop) ------------------------------------------------
+    # -- root's socket (renet hub status|stop|hibernate) ---------------------------------------------
 
     def admin_app(self):
         """The API on ADMIN_SOCKET: root only (its file mode), no session needed."""
         app = web.Application()
         app.router.add_get("/status", self.admin_status)
         app.router.add_post("/stop/{user}", self.admin_stop)
+        app.router.add_post("/hibernate/{user}", self.admin_stop)
         return app
 
     async def admin_status(self, _request):
@@ -272,13 +274,17 @@ class Hub:
                                   "base_domain": self.options["base_domain"]})
 
     async def admin_stop(self, request):
+        """POST /stop/USER or /hibernate/USER (a checkpoint first, as after idling; templates without one stop)."""
         user = request.match_info["user"]
+        verb = request.path.split("/")[1]
         known = {e["user"] for e in await asyncio.get_running_loop().run_in_executor(None, self.environments.status)}
         if user not in known:
             return web.json_response({"error": "no environment of user %r" % user}, status=404)
-        await asyncio.get_running_loop().run_in_executor(None, self.environments.stop, user)
-        self.audit(user, "stop", by="root")
-        return web.json_response({"stopped": user})
+        act = self.environments.hibernate if verb == "hibernate" else self.environments.stop
+        await asyncio.get_running_loop().run_in_executor(None, act, user)
+        self.audit(user, verb, by="root")
+        return web.json_response({"stopped" if verb == "stop" else "hibernate": user,
+                                  "status": self.environments.progress(user)["status"]})
 
     # -- API and dashboard -------------------------------------------------------------------
 

@@ -19,13 +19,15 @@
                                          delete the fork (unless --keep)
     renet info [NAME] [--json]           info() of every Rediaccfile, as text (JSON with --json)
     renet hub install COMPOSE_FILE [--service S] [--check] | uninstall COMPOSE_FILE [--check]
-    renet hub status | stop USER        the Hub's users' environments (through the running Hub)
+                                         the repository's Hub (its rediacc.install_as=systemd service) as
+                                         the host unit rediacc-hub.service, its labels and router files
+    renet hub status | stop USER | hibernate USER
+                                         the Hub's users' environments (through the running Hub);
+                                         hibernate checkpoints one as idling does
     renet hub start --labels=F --listen=IP OPTIONS   the Hub's server (run by rediacc-hub.service)
     renet hub gc WORKSPACE_DIR [--max-age=30d] [--dry-run] [--json]
                                          remove users' data-roots unused longer than that whose daemon
                                          is no longer configured (workspaces stay)
-                                         the repository's Hub (its rediacc.install_as=systemd service) as
-                                         the host unit rediacc-hub.service, its labels and router files
     renet watchdog [--interval S] [--once]
                                          start stopped containers per their saved restart policy,
                                          on each daemon's events; a safety pass every S seconds
@@ -80,10 +82,10 @@ def packed_version():
 
 def _hub_parser(commands):
     hub = commands.add_parser("hub", help="the repository's Hub as a host service")
-    hub.add_argument("verb", choices=("install", "uninstall", "status", "start", "gc", "stop"))
+    hub.add_argument("verb", choices=("install", "uninstall", "status", "start", "gc", "stop", "hibernate"))
     hub.add_argument("compose_file", nargs="?", metavar="PATH",
                      help="install/uninstall: the compose file with the Hub service; gc: the workspace directory; "
-                          "stop: the user")
+                          "stop/hibernate: the user")
     hub.add_argument("--max-age", default="30d", help="gc: a data-root unused this long may go (default 30d)")
     hub.add_argument("--dry-run", action="store_true", help="gc: list what would be removed, remove nothing")
     hub.add_argument("--json", action="store_true", help="gc: print the report as JSON")
@@ -310,10 +312,10 @@ def _hub_gc(options):
 def _hub_command(runner, layout, options):
     if options.verb == "gc":
         return _hub_gc(options)
-    if options.verb == "stop":
+    if options.verb in ("stop", "hibernate"):
         if not options.compose_file:
-            raise InvalidInput("renet hub stop needs the user")
-        _say(json.dumps(_hub_install.stop_user(runner, options.compose_file), sort_keys=True))
+            raise InvalidInput("renet hub %s needs the user" % options.verb)
+        _say(json.dumps(_hub_install.stop_user(runner, options.compose_file, options.verb), sort_keys=True))
         return 0
     if options.verb == "status":
         _say(json.dumps(_hub_install.status(runner), indent=2, sort_keys=True))

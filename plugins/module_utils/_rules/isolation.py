@@ -79,10 +79,12 @@ class HostPaths:
     operator's word that the service may see the host.)
     """
 
-    def __init__(self, mount, project_dir, realpath=os.path.realpath, network_id=None):
+    def __init__(self, mount, project_dir, realpath=os.path.realpath, network_id=None, private=True):
+        """``private``: the mount holds lockbox's private directory (a repository's does; a Hub
+        user's workspace, whose daemon's data-root lies beside it, does not)."""
         self.realpath = realpath
         self.mount = realpath(mount)
-        self.private = posixpath.join(self.mount, PRIVATE_DIR)
+        self.private = posixpath.join(self.mount, PRIVATE_DIR) if private else None
         self.project_dir = project_dir
         self.secrets_root = realpath(_secrets.SECRETS_ROOT)
         self.own_secrets = realpath(_secrets.directory(network_id)) if network_id is not None else None
@@ -108,7 +110,7 @@ class HostPaths:
     def _host_problem(self, resolved, read_only, whole_tree):
         if is_under(resolved, self.mount):
             # A bind of the mount root exposes .rediacc (the daemon's data-root) beneath it.
-            if is_under(resolved, self.private) or (whole_tree and resolved == self.mount):
+            if self.private and (is_under(resolved, self.private) or (whole_tree and resolved == self.mount)):
                 return "the repository's private %s directory (its Docker data-root) is not for containers" \
                     % PRIVATE_DIR
             return None

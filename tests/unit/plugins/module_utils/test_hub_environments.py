@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """A Hub user's environment: networkIds, the daemon unit, limits, the container spec, the build steps."""
 
+import json
 import os
+import socket
 import threading
 import time
 
@@ -45,6 +47,9 @@ def test_the_daemon_unit_is_the_repository_daemon_s_in_the_user_s_slice(tmp_path
 def test_the_container_spec(tmp_path):
     template = dict(CONFIG["templates"]["default"], name="default")
     spec = _envs.container_spec("alice", 32768, template, str(tmp_path), "lockbox-test/hubenv:1")
+    digest = spec["Labels"].pop("rediacc.hub.spec")
+    changed = _envs.container_spec("alice", 32768, dict(template, command="true"), str(tmp_path), "img")
+    assert len(digest) == 16 and changed["Labels"]["rediacc.hub.spec"] != digest
     assert spec == {
         "Image": "lockbox-test/hubenv:1", "User": "1000:1000", "WorkingDir": "/workspace",
         "Cmd": ["/bin/sh", "-c", "exec httpd -f -p 127.0.128.2:8080 -h /workspace"],
@@ -53,10 +58,26 @@ def test_the_container_spec(tmp_path):
                    "rediacc.service_ip": "127.0.128.2"},
         "HostConfig": {"NetworkMode": "host", "ShmSize": 1 << 30, "CapDrop": ["NET_RAW"], "Init": True,
                        "CgroupParent": "rediacc-32768-s0.slice", "SecurityOpt": ["no-new-privileges"],
+                       "Annotations": {"org.criu.config": "/run/rediacc/criu/32768.conf"},
                        "Binds": ["%s/alice:/workspace:rw" % tmp_path]}}
     ephemeral = _envs.container_spec("alice", 32768, dict(CONFIG["templates"]["tmp"], name="tmp"), str(tmp_path),
                                      "img")
     assert "Binds" not in ephemeral["HostConfig"] and "/workspace" in ephemeral["HostConfig"]["Tmpfs"]
+
+
+def test_a_per_user_daemon_is_reached_through_the_gate_and_checkpointed_containers_are_labelled(tmp_path):
+    template = dict(CONFIG["templates"]["default"], name="default", docker="per-user", checkpoint=True)
+    spec = _envs.container_spec("alice", 32768, template, str(tmp_path), "img")
+    assert spec["HostConfig"]["Binds"] == ["%s/alice:/workspace:rw" % tmp_path,
+                                           "/run/rediacc/hub/users/alice:/run/lockbox:ro",
+                                           "/run/rediacc/hub/users/alice/docker.sock:/var/run/docker.sock"]
+    assert spec["Env"][3:] == ["DOCKER_HOST=unix:///run/lockbox/docker.sock",
+                               "HUB_WORKSPACE_HOST=%s/alice" % tmp_path]
+    assert spec["Labels"]["rediacc.checkpoint"] == "true"
+    # Never the daemon's own socket.
+    assert not any("docker-32768.sock" in b for b in spec["HostConfig"]["Binds"])
+    ephemeral = _envs.container_spec("alice", 32768, dict(template, mode="ephemeral"), str(tmp_path), "img")
+    assert "rediacc.checkpoint" not in ephemeral["Labels"]
 
 
 def test_a_numeric_user_owns_the_workspace(tmp_path):
@@ -90,15 +111,24 @@ def test_switching_template_rebuilds(tmp_path, fake_runner):
     assert envs.address("alice") is None and env.status == "rebuild"
 
 
+def _made(template, spec=None, running=False):
+    return {"Config": {"Labels": {"rediacc.hub.template": template, "rediacc.hub.spec": spec}},
+            "State": {"Running": running}}
+
+
 @pytest.mark.parametrize(("found", "expected"), [
     (None, ["create", "start"]),
-    ({"Config": {"Labels": {"rediacc.hub.template": "default"}}, "State": {"Running": True}}, []),
-    ({"Config": {"Labels": {"rediacc.hub.template": "default"}}, "State": {"Running": False}}, ["start"]),
-    ({"Config": {"Labels": {"rediacc.hub.template": "tmp"}}, "State": {"Running": True}}, ["remove", "create",
-                                                                                           "start"]),
+    (_made("default", running=True), []),  # made from an older spec, but running: kept
+    ("current", ["start"]),
+    (_made("default", "0123456789abcdef"), ["remove", "create", "start"]),  # stopped, made from another spec
+    (_made("tmp", running=True), ["remove", "create", "start"]),  # the user chose another template
 ])
 def test_the_container_step(tmp_path, fake_runner, found, expected):
     sock = "/var/run/rediacc/docker-32768.sock"
+    if found == "current":
+        template = dict(CONFIG["templates"]["default"], name="default")
+        found = _made("default", _envs.container_spec("alice", 32768, template, str(tmp_path), template["image"])
+                      ["Labels"]["rediacc.hub.spec"])
     fake_runner.answer_api(sock, "GET", "/containers/hub-alice/json", found, status=200 if found else 404)
     fake_runner.answer_api(sock, "DELETE", "/containers/hub-alice?force=1", None, status=204)
     fake_runner.answer_api(sock, "POST", "/containers/create?name=hub-alice", {"Id": "c1"}, status=201)
@@ -262,3 +292,158 @@ def test_a_data_root_through_a_link_never_reaches_the_daemon(tmp_path):
     _envs.refuse_links(str(tmp_path), str(tmp_path / "bob-docker" / ".rediacc" / "docker" / "data"))  # not there yet
     with pytest.raises(LockboxError, match="outside"):
         _envs.refuse_links(str(tmp_path / "alice-docker"), str(tmp_path / "bob-docker"))
+
+
+class _Audit:
+    def __init__(self):
+        self.events = []
+
+    def hub_event(self, user, kind, **fields):
+        self.events.append((user, kind, fields))
+
+
+def _checkpointed(tmp_path, fake_runner, monkeypatch, restore_errors):
+    """alice's environment with a hibernation checkpoint; each restore fails with the next of ``restore_errors``."""
+    from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import criu_checkpoint as _criu
+    audit = _Audit()
+    config = _hub.parse_labels({"rediacc.hub.route.code": "8080", "rediacc.hub.image": "img:1",
+                                "rediacc.hub.user": "1000", "rediacc.hub.checkpoint": "true",
+                                "rediacc.hub.hook.checkpoint.post_restore": "echo back"})
+    envs = _envs.Environments(fake_runner, config, {"workspace_dir": str(tmp_path)}, audit_log=audit)
+    env = envs._env("alice")
+    env.network_id = _envs.network_id_for(str(tmp_path), "alice", threading.Lock())
+    errors = list(restore_errors)
+    restored = []
+
+    def restore_containers(_runner, repo, directory, entries):
+        assert repo.mount == str(tmp_path / "alice-docker") and repo.network_id == 32768
+        assert directory == str(tmp_path / "alice-docker" / ".rediacc" / "checkpoint" / "hub-hibernate")
+        restored.append(entries[0]["id"])
+        error = errors.pop(0)
+        return {"hub-alice": {"restored": not error, "error": error, "started_at": "t"}}
+    monkeypatch.setattr(_criu, "restore_containers", restore_containers)
+
+    def hibernated():
+        directory = tmp_path / "alice-docker" / ".rediacc" / "checkpoint" / "hub-hibernate"
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "manifest.json").write_text(
+            '{"name": "hub-hibernate", "containers": [{"container": "hub-alice"}]}')
+    sock = "/var/run/rediacc/docker-32768.sock"
+    template = dict(config["templates"]["default"], name="default")
+    stopped = dict(_made("default", _envs.container_spec("alice", 32768, template, str(tmp_path), "img:1")
+                         ["Labels"]["rediacc.hub.spec"]), Id="c0")
+    fake_runner.answer_api(sock, "GET", "/containers/hub-alice/json", stopped)
+    fake_runner.answer_api(sock, "POST", "/containers/hub-alice/exec", {"Id": "e1"}, status=201)
+    fake_runner.answer_api(sock, "POST", "/exec/e1/start", "")
+    fake_runner.answer_api(sock, "GET", "/exec/e1/json", {"ExitCode": 0})
+    return envs, env, audit, hibernated, restored, "unix://" + sock, template
+
+
+def test_a_hibernated_environment_resumes_from_its_checkpoint(tmp_path, fake_runner, monkeypatch):
+    envs, env, audit, hibernated, restored, host, template = _checkpointed(tmp_path, fake_runner, monkeypatch,
+                                                                           [None])
+    hibernated()
+    assert envs._container(env, host, template) is False
+    assert restored == ["c0"]
+    assert [e[1] for e in audit.events] == ["resumed"]
+    assert ["api", host[7:], "POST", "/containers/hub-alice/exec"] in fake_runner.calls  # post_restore hook
+    assert not (tmp_path / "alice-docker" / ".rediacc" / "checkpoint" / "hub-hibernate").exists()
+    assert _envs.criu_failures(str(tmp_path / "alice-docker")) == 0
+    # No checkpoint: a plain start, never a restore.
+    fake_runner.answer_api(host[7:], "POST", "/containers/hub-alice/start", None, status=204)
+    envs._container(env, host, template)
+    assert restored == ["c0"]
+
+
+def test_three_failed_restores_in_a_row_make_the_container_anew(tmp_path, fake_runner, monkeypatch):
+    envs, env, audit, hibernated, _restored, host, template = _checkpointed(
+        tmp_path, fake_runner, monkeypatch, ["bad image", "bad image", None, "bad", "bad", "bad"])
+    sock = host[7:]
+    fake_runner.answer_api(sock, "DELETE", "/containers/hub-alice?force=1", None, status=204)
+    for _round in range(2):
+        hibernated()
+        envs._container(env, host, template)
+    assert _envs.criu_failures(str(tmp_path / "alice-docker")) == 2
+    hibernated()  # a success resets the count
+    envs._container(env, host, template)
+    assert _envs.criu_failures(str(tmp_path / "alice-docker")) == 0
+    assert [e[1] for e in audit.events] == ["restore-failed", "restore-failed", "resumed"]
+    for _round in range(2):
+        hibernated()
+        envs._container(env, host, template)
+    assert not any(c[2] == "DELETE" for c in fake_runner.calls)
+    # The third failure in a row: removed, created from the template, started.
+    real_api = fake_runner.api
+
+    def api(socket_path, method, path, **kwargs):
+        answer = real_api(socket_path, method, path, **kwargs)
+        if method == "DELETE":  # from now on the container is gone
+            fake_runner.answer_api(socket_path, "GET", "/containers/hub-alice/json", None, status=404)
+        return answer
+    monkeypatch.setattr(fake_runner, "api", api)
+    fake_runner.answer_api(sock, "POST", "/containers/create?name=hub-alice", {"Id": "c1"}, status=201)
+    fake_runner.answer_api(sock, "POST", "/containers/hub-alice/start", None, status=204)
+    hibernated()
+    assert envs._container(env, host, template) is True
+    assert [e[1] for e in audit.events][-3:] == ["restore-failed", "criu-recreate", "container-created"]
+    assert audit.events[-2][2] == {"failures_in_a_row": 3}
+    assert _envs.criu_failures(str(tmp_path / "alice-docker")) == 0
+    assert [c[2:] for c in fake_runner.calls if c[2] != "GET"][-3:] == [
+        ["DELETE", "/containers/hub-alice?force=1"], ["POST", "/containers/create?name=hub-alice"],
+        ["POST", "/containers/hub-alice/start"]]
+
+
+@pytest.mark.parametrize("text", ["", "not json", "[]", '{"failures_in_a_row": -4}', '{"failures_in_a_row": "9"}'])
+def test_a_damaged_failure_count_counts_as_none(tmp_path, text):
+    (tmp_path / ".rediacc").mkdir()
+    (tmp_path / ".rediacc" / "hub-criu.json").write_text(text)
+    assert _envs.criu_failures(str(tmp_path)) == 0
+
+
+def test_the_failure_count_is_never_written_through_a_link(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "alice-docker").mkdir()
+    os.symlink(str(tmp_path / "elsewhere"), str(tmp_path / "alice-docker" / ".rediacc"))
+    with pytest.raises(LockboxError, match="is a link"):
+        _envs.record_criu_failures(str(tmp_path), str(tmp_path / "alice-docker"), 1)
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_the_user_s_docker_api_is_judged_before_it_reaches_their_daemon(tmp_path, fake_runner, monkeypatch):
+    monkeypatch.setattr(_envs, "GATE_DIR", str(tmp_path / "gates"))
+    audit = _Audit()
+    envs = _envs.Environments(fake_runner, CONFIG, {"workspace_dir": str(tmp_path / "ws")}, audit_log=audit)
+    env = envs._env("alice")
+    env.network_id = 32768
+    envs._open_gate(env)
+    path = tmp_path / "gates" / "alice" / "docker.sock"
+    assert oct(path.stat().st_mode & 0o777) == "0o666" and oct((tmp_path / "gates").stat().st_mode & 0o777) == "0o700"
+    body = json.dumps({"Image": "img", "HostConfig": {"Binds": ["/:/host"], "Privileged": True}}).encode()
+    with socket.socket(socket.AF_UNIX) as client:
+        client.connect(str(path))
+        client.sendall(b"POST /v1.45/containers/create HTTP/1.1\r\nHost: docker\r\nContent-Length: %d\r\n\r\n%s"
+                       % (len(body), body))
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 403") and b"privileged" in answer and b"outside" in answer
+    assert audit.events[0][:2] == ("alice", "docker-refused") and "privileged" in audit.events[0][2]["reason"]
+    envs._open_gate(env)  # once per Hub
+    envs._close_gate(env)
+    assert not (tmp_path / "gates" / "alice").exists()
+
+
+def test_a_user_s_containers_bind_their_whole_workspace_and_nothing_beside_it(tmp_path):
+    from ansible_collections.lockbox.fleet.plugins.module_utils._rules import sandbox as _rules
+    for name in ("alice", "alice-docker", "bob"):
+        (tmp_path / name).mkdir()
+    os.symlink(str(tmp_path / "bob"), str(tmp_path / "alice" / "to-bob"))
+    paths = _envs.gate_paths(str(tmp_path), "alice", 32768)
+
+    def create(*binds):
+        return _rules.judge_body("container", json.dumps({"HostConfig": {"Binds": list(binds)}}).encode(), paths)
+    assert json.loads(create("%s/alice:/w" % tmp_path, "%s/alice/sub:/s:ro" % tmp_path))["HostConfig"]["Binds"] == [
+        "%s/alice:/w" % tmp_path, "%s/alice/sub:/s:ro" % tmp_path]
+    for outside in ("alice-docker", "bob", "alice/to-bob", "alice/../bob"):
+        with pytest.raises(_rules.Refused, match="outside"):
+            create("%s/%s:/x" % (tmp_path, outside))

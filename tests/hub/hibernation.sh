@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Alice's environment after the Hub hibernated it for idling (molecule/hub side effect): the
+# checkpoint is in her root-only data-root, her daemon is stopped, her next login resumes the
+# container with the token its shell held in memory; then three resumes from a damaged
+# checkpoint in a row, after which the Hub makes her container anew.
+# Usage: hibernation.sh WORKSPACE_DIR HUB_ADDRESS HUB_PORT TOKEN_BEFORE
+set -u
+workspaces=$1 address=$2 port=$3 token=$4
+here=$(dirname "$0")
+id=$(cat "$workspaces/alice-docker/.networkid")
+alice="unix:///var/run/rediacc/docker-$id.sock"
+checkpoint="$workspaces/alice-docker/.rediacc/checkpoint/hub-hibernate"
+resume() {  # alice logs in again; prints the page she gets
+  python3 "$here/hub_check.py" "$address" "$port" alice \
+    | python3 -c 'import json, sys; a = json.load(sys.stdin)["alice"]; print(a["error"], a["page"]["status"], a["page"]["body"])'
+}
+echo "== hibernated"
+systemctl is-active "rediacc-docker-$id.service"
+stat -c '%a %U' "$checkpoint" "$workspaces/alice-docker/.rediacc/checkpoint"
+find "$checkpoint/hub-alice" -name 'pages-*.img' | wc -l
+cat "$workspaces/alice/pre_dump"
+echo "== resumed"
+resume
+docker -H "$alice" exec hub-alice sh -c 'rm -f /tmp/token-now; sleep 3; cat /tmp/token-now' | grep -cx "$token"
+cat "$workspaces/alice/post_restore"
+test -e "$checkpoint"; echo "checkpoint left: $?"
+grep -o '"action":"\(hibernated\|resumed\)"' /var/log/rediacc/hub/alice.log | sort | uniq -c | awk '{print $2, $1}'
+first=$(docker -H "$alice" inspect -f '{{.Id}}' hub-alice)
+echo "== damaged"
+for round in 1 2 3; do
+  renet hub hibernate alice | python3 -c 'import json, sys; print(json.load(sys.stdin)["status"])'
+  for image in "$checkpoint"/hub-alice/core-*.img; do printf 'x' >> "$image"; done
+  resume
+  docker -H "$alice" inspect -f '{{.Id}}' hub-alice | sed "s/^$first\$/same container/; s/^[0-9a-f]\{64\}\$/new container/"
+  cat "$workspaces/alice-docker/.rediacc/hub-criu.json"; echo
+  echo "round $round done"
+done
+grep -o '"action":"\(restore-failed\|criu-recreate\|container-created\)"' /var/log/rediacc/hub/alice.log \
+  | sort | uniq -c | awk '{print $2, $1}'
