@@ -22,7 +22,7 @@ find "$checkpoint/hub-alice" -name 'pages-*.img' | wc -l
 cat "$workspaces/alice/pre_dump"
 echo "== resumed"
 resume
-docker -H "$alice" exec hub-alice sh -c 'rm -f /tmp/token-now; sleep 3; cat /tmp/token-now' | grep -cx "$token"
+docker -H "$alice" exec hub-alice sh -c 'rm -f /workspace/token-now; sleep 3; cat /workspace/token-now' | grep -cx "$token"
 cat "$workspaces/alice/post_restore"
 test -e "$checkpoint"; echo "checkpoint left: $?"
 grep -o '"action":"\(hibernated\|resumed\)"' /var/log/rediacc/hub/alice.log | sort | uniq -c | awk '{print $2, $1}'

@@ -42,6 +42,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import sandbo
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import compose as _compose
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import hub as _hub
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import isolation as _isolation
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import criu as _criu_tool
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import docker as _docker
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import systemd as _systemd
 
@@ -456,6 +457,7 @@ class Environments:
             outcome = {"error": "the checkpoint holds no images of %s" % name}
             _docker.start(self.runner, host, name)
         else:
+            _criu_tool.learn_kernel(self.runner)
             outcome = _criu.restore_containers(self.runner, repo, _criu.path_of(repo.mount, HIBERNATION),
                                                [dict(entry, id=found["Id"])])[name]
         _criu.delete(repo, HIBERNATION)  # process memory: kept no longer than needed
@@ -467,7 +469,10 @@ class Environments:
         return True
 
     def hibernate(self, user):
-        """Idle: checkpoint the container (templates with ``checkpoint``) and stop the daemon; else stop."""
+        """Idle: checkpoint the container (templates with ``checkpoint``) and stop the daemon; else stop.
+
+        Whatever fails on the way, the environment ends stopped (its files kept): never half-hibernated.
+        """
         env = self._env(user)
         template = self.template_of(env)
         if not template.get("checkpoint") or template["mode"] == "ephemeral" or env.status != "ready":
@@ -476,22 +481,24 @@ class Environments:
         with env.lock:
             env.status, env.address = "hibernating", None
         host, name, repo = _repo_daemon.docker_host(env.network_id), container_name(user), self._repository(env)
-        self._hook(env, host, template, "checkpoint.pre_dump")
+        hibernated = False
         try:
+            self._hook(env, host, template, "checkpoint.pre_dump")
             refuse_links(self.workspace_dir, _criu.root_of(repo.mount))
             _criu.delete(repo, HIBERNATION)
+            _criu_tool.learn_kernel(self.runner)
             _criu.create(self.runner, repo, HIBERNATION, leave_running=False, lockbox_name=True)
             hibernated = True
             self.audit(user, "hibernated")
-        except LockboxError as exc:
-            hibernated = False
-            with contextlib.suppress(LockboxError):
+        except (LockboxError, OSError) as exc:
+            with contextlib.suppress(LockboxError, OSError):
                 _docker.stop(self.runner, host, name)
-            if self._criu_failed(env, "checkpoint", exc.msg):
-                with contextlib.suppress(LockboxError):
+            if self._criu_failed(env, "checkpoint", str(getattr(exc, "msg", exc))):
+                with contextlib.suppress(LockboxError, OSError):
                     _docker.remove(self.runner, host, [name])
-        _systemd.systemctl(self.runner, "stop", _repo_daemon.unit_name(env.network_id))
-        env.status = "hibernated" if hibernated else "stopped"
+        finally:
+            _systemd.systemctl(self.runner, "stop", _repo_daemon.unit_name(env.network_id))
+            env.status = "hibernated" if hibernated else "stopped"
 
     # -- the judged Docker API ---------------------------------------------------------------
 

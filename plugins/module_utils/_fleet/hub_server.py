@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 import time
+import traceback
 from urllib.parse import urlencode, urlsplit
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core import tokens as _tokens
@@ -110,7 +111,11 @@ class Hub:
             idle = await loop.run_in_executor(None, self.environments.idle_pass, self.clock(), IDLE_INTERVAL)
             for user in idle:
                 self.audit(user, "idle-stop", idle_timeout=self.options["idle_timeout"])
-                await loop.run_in_executor(None, self.environments.hibernate, user)
+                try:
+                    await loop.run_in_executor(None, self.environments.hibernate, user)
+                except Exception as exc:  # one user's failure must not end the loop for all
+                    self.audit(user, "idle-stop-failed", error="%s: %s" % (type(exc).__name__, exc))
+                    traceback.print_exc()
 
     def _served(self, host):
         name = (host or "").lower()

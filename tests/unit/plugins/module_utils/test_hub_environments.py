@@ -13,6 +13,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import 
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_environments as _envs
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import hub as _hub
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import criu as _criu_tool
 
 CONFIG = _hub.parse_labels({"rediacc.hub.route.code": "8080", "rediacc.hub.image": "lockbox-test/hubenv:1",
                             "rediacc.hub.command": "exec httpd -f -p __SERVICE_IP__:8080 -h /workspace",
@@ -336,6 +337,8 @@ def _checkpointed(tmp_path, fake_runner, monkeypatch, restore_errors):
     fake_runner.answer_api(sock, "POST", "/containers/hub-alice/exec", {"Id": "e1"}, status=201)
     fake_runner.answer_api(sock, "POST", "/exec/e1/start", "")
     fake_runner.answer_api(sock, "GET", "/exec/e1/json", {"ExitCode": 0})
+    monkeypatch.setattr(_criu_tool, "KERNEL_CACHE", str(tmp_path / "criu.kdat"))
+    fake_runner.silent(["criu", "check"])
     return envs, env, audit, hibernated, restored, "unix://" + sock, template
 
 
@@ -371,7 +374,7 @@ def test_three_failed_restores_in_a_row_make_the_container_anew(tmp_path, fake_r
     for _round in range(2):
         hibernated()
         envs._container(env, host, template)
-    assert not any(c[2] == "DELETE" for c in fake_runner.calls)
+    assert not any(c[0] == "api" and c[2] == "DELETE" for c in fake_runner.calls)
     # The third failure in a row: removed, created from the template, started.
     real_api = fake_runner.api
 
@@ -388,7 +391,7 @@ def test_three_failed_restores_in_a_row_make_the_container_anew(tmp_path, fake_r
     assert [e[1] for e in audit.events][-3:] == ["restore-failed", "criu-recreate", "container-created"]
     assert audit.events[-2][2] == {"failures_in_a_row": 3}
     assert _envs.criu_failures(str(tmp_path / "alice-docker")) == 0
-    assert [c[2:] for c in fake_runner.calls if c[2] != "GET"][-3:] == [
+    assert [c[2:] for c in fake_runner.calls if c[0] == "api" and c[2] != "GET"][-3:] == [
         ["DELETE", "/containers/hub-alice?force=1"], ["POST", "/containers/create?name=hub-alice"],
         ["POST", "/containers/hub-alice/start"]]
 
@@ -447,3 +450,11 @@ def test_a_user_s_containers_bind_their_whole_workspace_and_nothing_beside_it(tm
     for outside in ("alice-docker", "bob", "alice/to-bob", "alice/../bob"):
         with pytest.raises(_rules.Refused, match="outside"):
             create("%s/%s:/x" % (tmp_path, outside))
+
+
+def test_criu_learns_the_kernel_outside_the_user_s_guard_once(tmp_path, fake_runner):
+    fake_runner.silent(["criu", "check"])
+    _criu_tool.learn_kernel(fake_runner, cache=str(tmp_path / "criu.kdat"))
+    (tmp_path / "criu.kdat").write_bytes(b"cached")
+    _criu_tool.learn_kernel(fake_runner, cache=str(tmp_path / "criu.kdat"))
+    assert fake_runner.calls == [["criu", "check"]]
