@@ -32,7 +32,7 @@ class Environments:
     """Records what the Hub asks of the environments; two users exist."""
 
     def __init__(self):
-        self.templates, self.stopped, self.ensured = {}, [], []
+        self.templates, self.stopped, self.ensured, self.hibernated = {}, [], [], []
 
     def choose_template(self, user, name):
         self.templates[user] = name
@@ -41,10 +41,14 @@ class Environments:
         return [{"user": u, "status": "ready", "template": "default", "idle_seconds": 0} for u in ("alice", "bob")]
 
     def progress(self, user):
-        return {"status": "starting", "steps": ["x"], "ready": False, "error": None}
+        status = "stopped" if user in self.stopped else "hibernated" if user in self.hibernated else "starting"
+        return {"status": status, "steps": ["x"], "ready": False, "error": None}
 
     def stop(self, user):
         self.stopped.append(user)
+
+    def hibernate(self, user):
+        self.hibernated.append(user)
 
     def address(self, user):
         return None
@@ -304,7 +308,9 @@ def test_root_s_socket_lists_and_stops_environments(tmp_path):
         original = _hub_server.ADMIN_SOCKET
         _hub_server.ADMIN_SOCKET = socket_path
         try:
-            assert _hub_install.stop_user(Runner(), "Bob") == {"stopped": "bob"}
+            assert _hub_install.stop_user(Runner(), "Bob") == {"user": "bob", "action": "stop", "status": "stopped"}
+            assert _hub_install.stop_user(Runner(), "alice", "hibernate") == {"user": "alice", "action": "hibernate",
+                                                                              "status": "hibernated"}
             with pytest.raises(InvalidInput, match="no environment of user carol"):
                 _hub_install.stop_user(Runner(), "carol")
             with pytest.raises(InvalidInput, match="not accepted"):
@@ -312,6 +318,7 @@ def test_root_s_socket_lists_and_stops_environments(tmp_path):
         finally:
             _hub_server.ADMIN_SOCKET = original
         assert environments.stopped == ["bob"] and ("bob", "stop", {"by": "root"}) in audit
+        assert environments.hibernated == ["alice"] and ("alice", "hibernate", {"by": "root"}) in audit
 
 
 class ReadyEnvironments(Environments):

@@ -11,6 +11,15 @@ here=$(dirname "$0")
 id=$(cat "$workspaces/alice-docker/.networkid")
 alice="unix:///var/run/rediacc/docker-$id.sock"
 checkpoint="$workspaces/alice-docker/.rediacc/checkpoint/hub-hibernate"
+log=/var/log/rediacc/hub/alice.log
+# Only this run's lines count (audit logs outlive an uninstall: the guest may have run this before).
+since=$(grep -n '"action":"idle-stop"' "$log" | tail -n 1 | cut -d: -f1)
+counts() {  # ACTION...: how often each was recorded since this run's idle stop
+  local pattern
+  pattern=$(IFS='|'; echo "$*")
+  tail -n "+$since" "$log" | grep -oE "\"action\":\"($pattern)\"" | cut -d'"' -f4 | sort | uniq -c \
+    | awk '{print $2, $1}'
+}
 resume() {  # alice logs in again; prints the page she gets
   python3 "$here/hub_check.py" "$address" "$port" alice \
     | python3 -c 'import json, sys; a = json.load(sys.stdin)["alice"]; print(a["error"], a["page"]["status"], a["page"]["body"])'
@@ -25,7 +34,7 @@ resume
 docker -H "$alice" exec hub-alice sh -c 'rm -f /workspace/token-now; sleep 3; cat /workspace/token-now' | grep -cx "$token"
 cat "$workspaces/alice/post_restore"
 test -e "$checkpoint"; echo "checkpoint left: $?"
-grep -o '"action":"\(hibernated\|resumed\)"' /var/log/rediacc/hub/alice.log | sort | uniq -c | awk '{print $2, $1}'
+counts hibernated resumed
 first=$(docker -H "$alice" inspect -f '{{.Id}}' hub-alice)
 echo "== damaged"
 for round in 1 2 3; do
@@ -33,8 +42,7 @@ for round in 1 2 3; do
   for image in "$checkpoint"/hub-alice/core-*.img; do printf 'x' >> "$image"; done
   resume
   docker -H "$alice" inspect -f '{{.Id}}' hub-alice | sed "s/^$first\$/same container/; s/^[0-9a-f]\{64\}\$/new container/"
-  cat "$workspaces/alice-docker/.rediacc/hub-criu.json"; echo
+  cat "$workspaces/alice-docker/.rediacc/hub-criu.json"
   echo "round $round done"
 done
-grep -o '"action":"\(restore-failed\|criu-recreate\|container-created\)"' /var/log/rediacc/hub/alice.log \
-  | sort | uniq -c | awk '{print $2, $1}'
+counts restore-failed criu-recreate container-created

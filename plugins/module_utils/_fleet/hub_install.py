@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput, LockboxError
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.files import read_text, write_atomic
@@ -251,6 +252,9 @@ def plan_absent(runner, status):
     # The users' daemons and slices go with the Hub; their data-roots and workspaces stay.
     for network_id in _users_network_ids():
         actions += [Action(*step) for step in _environments.removal_steps(runner, network_id)]
+    if os.path.isdir(_environments.GATE_DIR):
+        actions.append(Action("remove", "remove %s (the users' Docker API sockets)" % _environments.GATE_DIR,
+                              lambda: shutil.rmtree(_environments.GATE_DIR, ignore_errors=True)))
     if status["enabled"]:
         actions.append(Action("disable", "disable %s" % UNIT, lambda: _systemd.systemctl(runner, "disable", UNIT)))
     unit_path = _unit_path()

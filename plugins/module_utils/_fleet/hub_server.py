@@ -288,8 +288,8 @@ class Hub:
         act = self.environments.hibernate if verb == "hibernate" else self.environments.stop
         await asyncio.get_running_loop().run_in_executor(None, act, user)
         self.audit(user, verb, by="root")
-        return web.json_response({"stopped" if verb == "stop" else "hibernate": user,
-                                  "status": self.environments.progress(user)["status"]})
+        # hibernate stops an environment it cannot checkpoint (a template without checkpoint): the status says which.
+        return web.json_response({"user": user, "action": verb, "status": self.environments.progress(user)["status"]})
 
     # -- API and dashboard -------------------------------------------------------------------
 
