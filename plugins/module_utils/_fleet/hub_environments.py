@@ -53,8 +53,8 @@ CONTAINER_SLOT = 0
 CONTROL_DIRS = ("/run/systemd/system.control", "/etc/systemd/system.control")
 PORT_TIMEOUT = 180.0
 SPAWN_ATTEMPTS_KEPT = 20
-# One directory per user holding the socket of their judged Docker API (root's: /run/rediacc is
-# 0700); the directory is what the container mounts, so a Hub restart's new socket is seen there.
+# One directory per user holding the socket of their judged Docker API (GATE_DIR is root's, 0700);
+# the directory is what the container mounts, so a Hub restart's new socket is seen there.
 GATE_DIR = "/run/rediacc/hub/users"
 GATE_SOCKET = "docker.sock"
 CONTAINER_GATE_DIR = "/run/lockbox"
@@ -497,8 +497,10 @@ class Environments:
                 with contextlib.suppress(LockboxError, OSError):
                     _docker.remove(self.runner, host, [name])
         finally:
-            _systemd.systemctl(self.runner, "stop", _repo_daemon.unit_name(env.network_id))
-            env.status = "hibernated" if hibernated else "stopped"
+            try:
+                _systemd.systemctl(self.runner, "stop", _repo_daemon.unit_name(env.network_id))
+            finally:
+                env.status = "hibernated" if hibernated else "stopped"
 
     # -- the judged Docker API ---------------------------------------------------------------
 

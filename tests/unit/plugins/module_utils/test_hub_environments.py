@@ -458,3 +458,29 @@ def test_criu_learns_the_kernel_outside_the_user_s_guard_once(tmp_path, fake_run
     (tmp_path / "criu.kdat").write_bytes(b"cached")
     _criu_tool.learn_kernel(fake_runner, cache=str(tmp_path / "criu.kdat"))
     assert fake_runner.calls == [["criu", "check"]]
+
+
+@pytest.mark.parametrize("dump_error", [None, "criu failed: type DUMP"])
+def test_hibernation_ends_hibernated_or_stopped_never_half_way(tmp_path, fake_runner, monkeypatch, dump_error):
+    from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import criu_checkpoint as _criu
+    envs, env, audit, _hibernated, _restored, host, _template = _checkpointed(tmp_path, fake_runner, monkeypatch, [])
+    sock = host[7:]
+    env.status = "ready"
+    dumped = []
+
+    def create(_runner, repo, name, leave_running, lockbox_name):
+        if dump_error:
+            raise LockboxError(dump_error)
+        dumped.append((repo.mount, name, leave_running, lockbox_name))
+    monkeypatch.setattr(_criu, "create", create)
+    fake_runner.answer_api(sock, "POST", "/containers/hub-alice/stop?t=10", None, status=204)
+    fake_runner.silent(["systemctl", "stop", "rediacc-docker-32768.service"])
+    envs.hibernate("alice")
+    assert ["systemctl", "stop", "rediacc-docker-32768.service"] in fake_runner.calls
+    if dump_error:
+        assert env.status == "stopped" and dumped == []
+        assert ["api", sock, "POST", "/containers/hub-alice/stop?t=10"] in fake_runner.calls
+        assert audit.events[-1] == ("alice", "checkpoint-failed", {"error": dump_error, "failures_in_a_row": 1})
+    else:
+        assert env.status == "hibernated" and audit.events[-1][:2] == ("alice", "hibernated")
+        assert dumped == [(str(tmp_path / "alice-docker"), "hub-hibernate", False, True)]
