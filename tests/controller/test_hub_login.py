@@ -14,6 +14,7 @@ import http.client
 import json
 import threading
 import time
+from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -23,9 +24,12 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._core import tokens 
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_server as _hub_server
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import hub as _hub
 
+from . import chromium
+
 LABELS = {"rediacc.hub.route.code": "8080", "rediacc.hub.route.term": "7681", "rediacc.hub.image": "img:1",
           "rediacc.hub.templates.lite.image": "img:2"}
 SECRET = bytes(range(32))
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Environments:
@@ -38,7 +42,8 @@ class Environments:
         self.templates[user] = name
 
     def status(self):
-        return [{"user": u, "status": "ready", "template": "default", "idle_seconds": 0} for u in ("alice", "bob")]
+        return [{"user": u, "status": "stopped" if u in self.stopped else "ready", "template": "default",
+                 "idle_seconds": 0} for u in ("alice", "bob")]
 
     def progress(self, user):
         status = "stopped" if user in self.stopped else "hibernated" if user in self.hibernated else "starting"
@@ -87,13 +92,14 @@ def hub_one_callback(oidc_provider):
 
 
 @contextlib.contextmanager
-def _running(app, unix_socket=None):
+def _running(app, unix_socket=None, ssl_context=None):
     """``app`` served from an event loop of its own thread, on 127.0.0.1 (yields the port) or a unix socket."""
     from aiohttp import web
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(app)
     loop.run_until_complete(runner.setup())
-    site = web.UnixSite(runner, unix_socket) if unix_socket else web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.UnixSite(runner, unix_socket) if unix_socket else \
+        web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
     loop.run_until_complete(site.start())
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -400,3 +406,57 @@ def test_the_proxy_passes_http_and_websockets_and_keeps_the_hub_s_cookies(oidc_p
         assert len(environments.touched) - touched_before == 3
     finally:
         served.close()
+
+
+# Fills the provider's login and consent pages as a person would (one submit per page), and says
+# where the browser is once it is back on a Hub host.
+SIGN_IN = """(() => {
+  if (document.readyState !== "complete") return "";
+  if (location.host.endsWith(".hub.test")) return location.href;
+  const form = document.forms[0];
+  if (!form || form.dataset.sent) return "";
+  form.dataset.sent = "1";
+  if (form.elements.login) { form.elements.login.value = %s; form.elements.password.value = "any"; }
+  const button = form.querySelector("button[type=submit], input[type=submit], button");
+  if (button) button.click(); else form.submit();
+  return "";
+})()"""
+SCREENSHOT = ROOT / ".build" / "screenshots" / "hub-dashboard.png"
+
+
+def test_the_dashboard_in_chromium(oidc_provider, tmp_path):
+    """Log in with Debian's headless Chromium, see your environment (and not another user's), stop it."""
+    class Figures(Environments):
+        def status(self):
+            return [dict(e, template="default", idle_seconds=42, stops_in_seconds=1758, disk_bytes=183500800,
+                         containers=2, images=3) for e in super().status()]
+    environments = Figures()
+    config, options, oauth = _settings(oidc_provider, HUB_ALLOWED_GROUPS="dev", HUB_ADMIN_USERS="carol")
+    audit = []
+    server = _hub_server.Hub(config, options, oauth, SECRET, environments,
+                             audit=lambda user, kind, **fields: audit.append((user, kind, fields)))
+    (tmp_path / "profile").mkdir()
+    with _running(server.app(), ssl_context=chromium.tls_context(str(tmp_path))) as hub_port, \
+            chromium.tunnel(hub_port) as proxy_port:
+        page = chromium.Page(proxy_port, str(tmp_path / "profile"))
+        try:
+            page.goto("https://code.hub.test/_hub/dashboard")
+            where = page.wait_for(SIGN_IN % json.dumps("alice"), timeout=60)
+            assert where == "https://code.hub.test/_hub/dashboard"
+            rows = page.wait_for("[...document.querySelectorAll('tr')].slice(1).map(r => r.innerText)")
+            assert len(rows) == 1 and rows[0].split("\t")[:8] == ["alice", "ready", "default", "42", "1758",
+                                                                   "175.0 MiB", "2", "3"]
+            assert page.evaluate("document.body.innerText.includes('bob')") is False
+            cookies = page.call("Network.getAllCookies")["cookies"]
+            secure = {c["name"] for c in cookies if c["domain"] == "code.hub.test" and c["secure"]}
+            assert secure == {"__Host-hub_session"}
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            shot = page.screenshot()
+            assert shot.startswith(b"\x89PNG")
+            SCREENSHOT.write_bytes(shot)  # docs/images/hub-dashboard.png is a copy of one
+            page.evaluate("document.querySelector('button[data-user=alice]').click()")
+            page.wait_for("document.querySelector('tr:nth-child(2) td:nth-child(2)')?.innerText === 'stopped'")
+            assert environments.stopped == ["alice"] and ("alice", "stop", {"target": "alice"}) in audit
+            assert page.evaluate("document.querySelector('button[data-user]')") is None
+        finally:
+            page.close()

@@ -328,17 +328,8 @@ class Hub:
             raise web.HTTPFound("/_hub/login?%s" % urlencode({"next": "/_hub/dashboard"}))
         everyone = await asyncio.get_running_loop().run_in_executor(None, self.environments.status)
         rows = [e for e in everyone if session["admin"] or e["user"] == session["user"]]
-        links = " ".join('<a href="https://%s.%s/">%s</a>' % (p, self.options["base_domain"], p)
-                         for p in sorted(self.config["routes"]))
-        cells = ("user", "status", "template", "idle_seconds", "stops_in_seconds", "disk_bytes", "containers",
-                 "images")
-        body = "".join("<tr>%s</tr><tr><td colspan=8>%s</td></tr>" % (
-            "".join("<td>%s</td>" % html.escape(str(e.get(c, "-"))) for c in cells), links) for e in rows)
-        page = ("<!doctype html><title>Hub</title><h1>Environments</h1><p>%s%s</p><table><tr><th>user</th>"
-                "<th>status</th><th>template</th><th>idle (s)</th><th>stops in (s)</th><th>disk (bytes)</th>"
-                "<th>containers</th><th>images</th></tr>%s</table>"
-                % (html.escape(session["user"]), " (admin)" if session["admin"] else "", body))
-        return web.Response(text=page, content_type="text/html")
+        return web.Response(text=dashboard_page(session, rows, self.config["routes"], self.options["base_domain"]),
+                            content_type="text/html")
 
     # -- the user's environment --------------------------------------------------------------
 
@@ -414,6 +405,43 @@ class Hub:
         finally:
             await client.close()
         return client
+
+
+DASHBOARD_COLUMNS = (("user", "user"), ("status", "status"), ("template", "template"), ("idle (s)", "idle_seconds"),
+                     ("stops in (s)", "stops_in_seconds"), ("disk", "disk_bytes"), ("containers", "containers"),
+                     ("images", "images"))
+# Stopping posts to the API from this page's own origin (the API refuses other origins).
+DASHBOARD_SCRIPT = """document.querySelectorAll("button[data-user]").forEach(b => b.onclick = async () => {
+  b.disabled = true;
+  await fetch("/_hub/api/stop/" + encodeURIComponent(b.dataset.user), {method: "POST"});
+  location.reload();
+});"""
+DASHBOARD_STYLE = ("body{font:15px system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}"
+                   "th,td{padding:.35em .9em;border-bottom:1px solid #ddd;text-align:left}th{background:#f3f3f3}"
+                   "button{font:inherit}")
+
+
+def _shown(key, value):
+    if value is None:
+        return "-"
+    return "%.1f MiB" % (value / (1 << 20)) if key == "disk_bytes" else str(value)
+
+
+def dashboard_page(session, rows, routes, base_domain):
+    """The dashboard's HTML: the environments ``rows`` the session may see, each with its links and a stop button."""
+    links = " ".join('<a href="https://%s.%s/">%s</a>' % (html.escape(p), html.escape(base_domain), html.escape(p))
+                     for p in sorted(routes))
+    body = []
+    for env in rows:
+        cells = "".join("<td>%s</td>" % html.escape(_shown(key, env.get(key))) for _title, key in DASHBOARD_COLUMNS)
+        stop = '<button data-user="%s">stop</button>' % html.escape(env["user"]) \
+            if env.get("status") not in ("stopped", "absent") else ""
+        body.append("<tr>%s<td>%s</td><td>%s</td></tr>" % (cells, links, stop))
+    return ("<!doctype html><meta charset=utf-8><title>Hub</title><style>%s</style><h1>Environments</h1>"
+            "<p>Signed in as %s%s &middot; <a href=\"/_hub/logout\">log out</a></p><table><tr>%s<th>links</th>"
+            "<th></th></tr>%s</table><script>%s</script>"
+            % (DASHBOARD_STYLE, html.escape(session["user"]), " (admin)" if session["admin"] else "",
+               "".join("<th>%s</th>" % title for title, _key in DASHBOARD_COLUMNS), "".join(body), DASHBOARD_SCRIPT))
 
 
 def _redirect(location):
