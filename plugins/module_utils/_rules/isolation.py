@@ -43,8 +43,12 @@ CHECKED_KEYS = frozenset((
 # repository's loopback traffic, so the rewrite drops it (see _compose).
 DEFAULT_CAPS = frozenset(("AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
                           "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"))
-# What the rediacc.checkpoint=true label grants (CRIU needs them to dump and restore).
-CHECKPOINT_CAPS = ("CHECKPOINT_RESTORE", "SYS_PTRACE", "NET_ADMIN")
+# What the rediacc.checkpoint=true label grants (for programs that checkpoint themselves; the
+# dumps and restores lockbox asks for are CRIU's as root, through runc). Never NET_ADMIN: in the
+# host network namespace a container could add a netfilter DNAT rule and reach another
+# repository behind an address of its own, past the guard (which judges the address a program
+# connects to, before netfilter rewrites it).
+CHECKPOINT_CAPS = ("CHECKPOINT_RESTORE", "SYS_PTRACE")
 # Annotation namespaces the runtime acts on as root on the host: runc turns org.systemd.property.*
 # into properties of the container's systemd scope (Slice=, DeviceAllow=, ...) and org.criu.config
 # chooses CRIU's configuration file (action scripts run as root). lockbox sets org.criu.config itself.

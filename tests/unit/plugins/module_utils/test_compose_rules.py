@@ -65,7 +65,7 @@ def test_input_model_is_not_modified():
 def test_checkpoint_label_gets_exactly_the_criu_settings():
     out, _slots, _restart = rewrite(APP, 6336)
     worker = out["services"]["worker"]
-    assert worker["cap_add"] == ["SYS_PTRACE", "CHECKPOINT_RESTORE", "NET_ADMIN"]
+    assert worker["cap_add"] == ["SYS_PTRACE", "CHECKPOINT_RESTORE"]
     assert worker["security_opt"] == ["apparmor=unconfined"]
     assert worker["userns_mode"] == "host"
     assert "cap_add" not in out["services"]["web"] and "userns_mode" not in out["services"]["db"]
@@ -104,6 +104,13 @@ def test_an_extra_hosts_entry_naming_a_service_is_an_error_naming_both():
 
 def bind(source, **extra):
     return {"image": "x", "volumes": [dict({"type": "bind", "source": source, "target": "/t"}, **extra)]}
+
+
+def test_a_checkpointed_service_never_gets_net_admin():
+    """NET_ADMIN in the host network namespace: a DNAT rule of its own would pass the loopback guard."""
+    model = {"services": {"bad": {"image": "x", "labels": {"rediacc.checkpoint": "true"}, "cap_add": ["NET_ADMIN"]}}}
+    with pytest.raises(InvalidInput, match="cap_add NET_ADMIN is not allowed"):
+        rewrite(model, 2816)
 
 
 HOSTILE = [
