@@ -75,11 +75,30 @@ def scale_table():
     return lines
 
 
+def hub_table():
+    path, data = newest("hub")
+    if data is None:
+        return []
+    lines = ["`benchmarks/hub/runs/%s` (this machine, %d cores, no guest: loopback, wrk at %d connections; commit %s; "
+             "median of %d rounds of %d s):" % (path.name, data["machine"]["cpus"], data["connections"],
+                                                data["commit"], data["rounds"], data["seconds"]), "",
+             "| path | requests/s | p50 (ms) | p99 (ms) |", "|---|---|---|---|"]
+    for name, title in (("direct", "direct to the service"), ("chp", "configurable-http-proxy (floor)"),
+                        ("hub", "through the Hub")):
+        row = data["median"][name]
+        lines.append("| %s | %.0f | %.2f | %.2f |" % (title, row["rps"], row["p50_ms"], row["p99_ms"]))
+    ratios = data["ratios"]
+    lines += ["", "Hub / CHP: %.2fx requests/s (goal >= 1.2x), p99 %.2fx (goal <= 0.5x)." % (
+        ratios["hub_rps_vs_chp"], ratios["hub_p99_vs_chp"]), ""]
+    return lines
+
+
 def main():
     out = []
     for name in ("fork", "app", "checkpoint"):
         out += operations_table(name)
     out += scale_table()
+    out += hub_table()
     print("\n".join(out))
     return 0
 
