@@ -128,8 +128,8 @@ def main():
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=TOP, capture_output=True, text=True,
                             check=True).stdout
     result = {"benchmark": "hub", "time": datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ"),
-              "commit": commit.strip(), "machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
-                                                     "python": platform.python_version()},
+              "commit": commit.strip(),
+              "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version()},
               "where": "this machine, loopback, no guest", "connections": options.connections,
               "seconds": options.seconds, "rounds": options.rounds, "samples": samples, "median": summary,
               "ratios": {"hub_rps_vs_chp": round(summary["hub"]["rps"] / summary["chp"]["rps"], 2),

@@ -444,8 +444,8 @@ def test_the_dashboard_in_chromium(oidc_provider, tmp_path):
             where = page.wait_for(SIGN_IN % json.dumps("alice"), timeout=60)
             assert where == "https://code.hub.test/_hub/dashboard"
             rows = page.wait_for("[...document.querySelectorAll('tr')].slice(1).map(r => r.innerText)")
-            assert len(rows) == 1 and rows[0].split("\t")[:8] == ["alice", "ready", "default", "42", "1758",
-                                                                   "175.0 MiB", "2", "3"]
+            assert len(rows) == 1
+            assert rows[0].split("\t")[:8] == ["alice", "ready", "default", "42", "1758", "175.0 MiB", "2", "3"]
             assert page.evaluate("document.body.innerText.includes('bob')") is False
             cookies = page.call("Network.getAllCookies")["cookies"]
             secure = {c["name"] for c in cookies if c["domain"] == "code.hub.test" and c["secure"]}
