@@ -203,12 +203,17 @@ def _mark_stopped(repo, entries, stopped):
         _project.save_project_state(where, state)
 
 
-def create(runner, repo, name, *, leave_running=True, check_mode=False, lockbox_name=False):
-    """Checkpoint the labelled running containers as ``name``; (changed, actions, summary)."""
+def create(runner, repo, name, *, leave_running=True, check_mode=False, lockbox_name=False, only=None):
+    """Checkpoint the labelled running containers as ``name``; (changed, actions, summary).
+
+    ``only``: container names to consider (a Hub user's environment: its own container, never
+    one the user labelled through their Docker API).
+    """
     _rules.check_name(name, creating=not lockbox_name)
     if manifest(repo.mount, name):
         return False, [], summary(repo.mount, name)
-    listed = labelled_running(runner, repo)
+    listed = [c for c in labelled_running(runner, repo)
+              if only is None or (c.get("Names") or ["/"])[0].lstrip("/") in only]
     if not listed:
         raise InvalidInput("nothing to checkpoint in repository %s: no running container is labelled "
                            "rediacc.checkpoint=true" % repo.name)

@@ -487,7 +487,7 @@ class Environments:
             refuse_links(self.workspace_dir, _criu.root_of(repo.mount))
             _criu.delete(repo, HIBERNATION)
             _criu_tool.learn_kernel(self.runner)
-            _criu.create(self.runner, repo, HIBERNATION, leave_running=False, lockbox_name=True)
+            _criu.create(self.runner, repo, HIBERNATION, leave_running=False, lockbox_name=True, only={name})
             hibernated = True
             self.audit(user, "hibernated")
         except (LockboxError, OSError) as exc:

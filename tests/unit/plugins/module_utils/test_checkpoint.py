@@ -157,6 +157,14 @@ def test_a_checkpoint_directory_that_leads_out_of_the_volume_is_refused(ticker, 
     assert os.listdir(str(outside)) == []
 
 
+def test_only_names_the_containers_to_consider(ticker, fake_runner):
+    changed, actions, _found = _checkpoint.create(fake_runner, ticker, "daily", check_mode=True,
+                                                  only={"counter-counter-1"})
+    assert changed and [a["detail"] for a in actions] == ["checkpoint counter-counter-1 as daily"]
+    with pytest.raises(InvalidInput, match="no running container is labelled"):
+        _checkpoint.create(fake_runner, ticker, "daily", check_mode=True, only={"counter-db-1", "other"})
+
+
 def test_check_mode_says_what_would_be_dumped_and_writes_nothing(ticker, fake_runner):
     changed, actions, found = _checkpoint.create(fake_runner, ticker, "daily", check_mode=True)
     assert changed and found is None and len(actions) == 1

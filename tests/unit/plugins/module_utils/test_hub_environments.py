@@ -468,10 +468,10 @@ def test_hibernation_ends_hibernated_or_stopped_never_half_way(tmp_path, fake_ru
     env.status = "ready"
     dumped = []
 
-    def create(_runner, repo, name, leave_running, lockbox_name):
+    def create(_runner, repo, name, leave_running, lockbox_name, only):
         if dump_error:
             raise LockboxError(dump_error)
-        dumped.append((repo.mount, name, leave_running, lockbox_name))
+        dumped.append((repo.mount, name, leave_running, lockbox_name, only))
     monkeypatch.setattr(_criu, "create", create)
     fake_runner.answer_api(sock, "POST", "/containers/hub-alice/stop?t=10", None, status=204)
     fake_runner.silent(["systemctl", "stop", "rediacc-docker-32768.service"])
@@ -483,4 +483,4 @@ def test_hibernation_ends_hibernated_or_stopped_never_half_way(tmp_path, fake_ru
         assert audit.events[-1] == ("alice", "checkpoint-failed", {"error": dump_error, "failures_in_a_row": 1})
     else:
         assert env.status == "hibernated" and audit.events[-1][:2] == ("alice", "hibernated")
-        assert dumped == [(str(tmp_path / "alice-docker"), "hub-hibernate", False, True)]
+        assert dumped == [(str(tmp_path / "alice-docker"), "hub-hibernate", False, True, {"hub-alice"})]
