@@ -212,12 +212,11 @@ def create(runner, repo, name, *, leave_running=True, check_mode=False, lockbox_
     _rules.check_name(name, creating=not lockbox_name)
     if manifest(repo.mount, name):
         return False, [], summary(repo.mount, name)
-    listed = [c for c in labelled_running(runner, repo)
-              if only is None or (c.get("Names") or ["/"])[0].lstrip("/") in only]
-    if not listed:
+    entries = [e for e in (_entry(repo, c) for c in labelled_running(runner, repo))
+               if only is None or e["container"] in only]
+    if not entries:
         raise InvalidInput("nothing to checkpoint in repository %s: no running container is labelled "
                            "rediacc.checkpoint=true" % repo.name)
-    entries = [_entry(repo, c) for c in listed]
     actions = [{"action": "checkpoint", "detail": "checkpoint %s as %s%s" % (
         e["container"], name, "" if leave_running else " and stop it")} for e in entries]
     if check_mode:

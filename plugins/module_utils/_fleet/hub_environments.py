@@ -397,26 +397,29 @@ class Environments:
         spec = container_spec(env.user, env.network_id, template, self.workspace_dir, template["image"])
         labels = ((found or {}).get("Config") or {}).get("Labels") or {}
         running = ((found or {}).get("State") or {}).get("Running")
+        repo = self._repository(env)
         # Another template is made at once (the user chose it); a changed template (image,
         # command, limits, ...) at the next start, never under a running environment.
         if found and (labels.get("rediacc.hub.template") != template["name"] or
                       (not running and labels.get(SPEC_LABEL) != spec["Labels"][SPEC_LABEL])):
             _docker.remove(self.runner, host, [name])
-            _criu.delete(self._repository(env), HIBERNATION)  # its processes belonged to the old container
+            _criu.delete(repo, HIBERNATION)  # its processes belonged to the old container
             found = None
-        created = found is None
-        if created:
+        if found is None:
             _docker.create(self.runner, host, name, spec)
             self.audit(env.user, "container-created", template=template["name"])
-        if ((found or {}).get("State") or {}).get("Running"):
-            return created
-        if created or not _criu.manifest(self._repository(env).mount, HIBERNATION):
             _docker.start(self.runner, host, name)
-        elif not self._resume(env, host, template, found):
+            return True
+        if running:
+            return False
+        hibernated = _criu.manifest(repo.mount, HIBERNATION)
+        if not hibernated:
+            _docker.start(self.runner, host, name)
+        elif not self._resume(env, host, template, found, hibernated):
             # CRIU failed MAX_CRIU_FAILURES times in a row: the container is made anew from the template.
             _docker.remove(self.runner, host, [name])
             return self._container(env, host, template)
-        return created
+        return False
 
     # -- hibernation -------------------------------------------------------------------------
 
@@ -446,11 +449,12 @@ class Environments:
         record_criu_failures(self.workspace_dir, root, 0 if recreate else failures)
         return recreate
 
-    def _resume(self, env, host, template, found):
-        """Start the hibernated container from its checkpoint; False when it is to be made anew."""
+    def _resume(self, env, host, template, found, hibernated):
+        """Start the hibernated container from its checkpoint (``hibernated``: its manifest); False when
+        it is to be made anew."""
         repo = self._repository(env)
         name = container_name(env.user)
-        entries = (_criu.manifest(repo.mount, HIBERNATION) or {}).get("containers") or []
+        entries = hibernated.get("containers") or []
         entry = next((e for e in entries if e.get("container") == name), None)
         env.step("restoring your environment from hibernation")
         if entry is None:
@@ -516,11 +520,8 @@ class Environments:
         path = os.path.join(directory, GATE_SOCKET)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # the socket of an earlier Hub
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(path)
         # Any uid of the container may use it: the directory is mounted in that one container only.
-        os.chmod(path, 0o666)  # noqa: S103 - see above
-        listener.listen(16)
+        listener = _sandbox.listen(path, 0o666)
         gate = _sandbox.DockerGate(_repo_daemon.socket_path(env.network_id),
                                    gate_paths(self.workspace_dir, env.user, env.network_id),
                                    lambda why: self.audit(env.user, "docker-refused", reason=why))

@@ -339,12 +339,13 @@ def _private_session_dir(runner, session_dir):
             _mount.mount(runner, os.path.join(session_dir, "tmp"), shared, "bind")
 
 
-def _listen(session_dir):
-    path = os.path.join(session_dir, _rules.SOCKET_NAME)
+def listen(path, mode, owner=None):
+    """A listening unix socket at ``path`` (a DockerGate's), with ``mode`` and, when given, ``owner`` (uid)."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
-    os.chown(path, _rules.UID, _rules.UID)
-    os.chmod(path, 0o600)
+    if owner is not None:
+        os.chown(path, owner, owner)
+    os.chmod(path, mode)
     listener.listen(16)
     return listener
 
@@ -467,7 +468,7 @@ def session(runner, layout, name, argv, *, environ, say_error, guid=None, stream
     gate = DockerGate(_repo_daemon.socket_path(repo.network_id), paths,
                       lambda why: _audit.record("sandbox-refused", repository=name, reason=why))
     _private_session_dir(runner, _rules.SESSION_DIR)
-    listener = _listen(_rules.SESSION_DIR)
+    listener = listen(os.path.join(_rules.SESSION_DIR, _rules.SOCKET_NAME), 0o600, owner=_rules.UID)
     cgroup = _session_cgroup(repo.network_id)
     env = _rules.environment(repo, term=environ.get("TERM"))
     trace_file = os.path.join(_rules.SESSION_DIR, "tmp", ".kernel-denials.strace")
