@@ -92,14 +92,14 @@ def hub_one_callback(oidc_provider):
 
 
 @contextlib.contextmanager
-def _running(app, unix_socket=None, ssl_context=None):
+def _running(app, unix_socket=None, ssl_context=None, port=0):
     """``app`` served from an event loop of its own thread, on 127.0.0.1 (yields the port) or a unix socket."""
     from aiohttp import web
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(app)
     loop.run_until_complete(runner.setup())
     site = web.UnixSite(runner, unix_socket) if unix_socket else \
-        web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+        web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context)
     loop.run_until_complete(site.start())
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -111,11 +111,11 @@ def _running(app, unix_socket=None, ssl_context=None):
         thread.join(timeout=10)
 
 
-def _serve(config, options, oauth, environments=None):
+def _serve(config, options, oauth, environments=None, routes=None, port=0):
     environments, audit = environments or Environments(), []
-    server = _hub_server.Hub(config, options, oauth, SECRET, environments,
+    server = _hub_server.Hub(config, options, oauth, SECRET, environments, routes=routes,
                              audit=lambda user, kind, **fields: audit.append((user, kind, fields)))
-    with _running(server.app()) as port:
+    with _running(server.app(), port=port) as port:
         yield {"browser": Browser(port), "environments": environments, "audit": audit, "port": port}
 
 

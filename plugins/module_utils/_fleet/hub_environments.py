@@ -286,6 +286,8 @@ class Environments:
         self.audit = audit_log.hub_event if audit_log else (lambda user, kind, **fields: None)
         self.port_timeout = port_timeout
         self.users, self.lock, self.id_lock = {}, threading.Lock(), threading.Lock()
+        # Called with a user before their environment stops being ready (the router's direct route goes first).
+        self.leaving = None
 
     def _env(self, user):
         with self.lock:
@@ -295,9 +297,18 @@ class Environments:
         name = env.template or self.config["default_template"]
         return dict(self.config["templates"][name], name=name)
 
+    def _leave(self, user):
+        """The user's direct route withdrawn; a router that fails to reload does not keep the environment up."""
+        if self.leaving is not None:
+            try:
+                self.leaving(user)
+            except (LockboxError, OSError) as exc:
+                self.audit(user, "route-withdraw-failed", error=str(getattr(exc, "msg", exc)))
+
     def choose_template(self, user, name):
         env = self._env(user)
         if env.template != name and env.status == "ready":
+            self._leave(user)
             env.status = "rebuild"  # switching template rebuilds the container on the next request
             env.address = None
         env.template = name
@@ -482,6 +493,7 @@ class Environments:
         if not template.get("checkpoint") or template["mode"] == "ephemeral" or env.status != "ready":
             self.stop(user)
             return
+        self._leave(user)
         with env.lock:
             env.status, env.address = "hibernating", None
         host, name, repo = _repo_daemon.docker_host(env.network_id), container_name(user), self._repository(env)
@@ -551,9 +563,10 @@ class Environments:
                     pass
             env.stats = stats
 
-    def idle_pass(self, now, interval, cpu_usage=None):
+    def idle_pass(self, now, interval, cpu_usage=None, active=()):
         """The users whose environment has been idle ``--idle-timeout``: no request or message from
-        their browser (touch), no event of their daemon, no CPU above the threshold in their slice."""
+        their browser (touch through the Hub, ``active`` on the router's direct route), no event of
+        their daemon, no CPU above the threshold in their slice."""
         cpu_usage = cpu_usage or slice_cpu_usec
         timeout = self.options.get("idle_timeout") or 0
         with self.lock:
@@ -561,7 +574,7 @@ class Environments:
         idle = []
         for env in envs:
             usage = cpu_usage(env.network_id)
-            if _hub.still_working(env.cpu_usec, usage, interval):
+            if env.user in active or _hub.still_working(env.cpu_usec, usage, interval):
                 env.last_active = now
             env.cpu_usec = usage
             if _hub.idle_for(now, env.last_active, timeout):
@@ -570,6 +583,7 @@ class Environments:
 
     def stop(self, user):
         env = self._env(user)
+        self._leave(user)
         with env.lock:
             env.status, env.address = "stopping", None
         if env.network_id is None:

@@ -29,6 +29,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.files import read_text, write_atomic
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.plan import Action, apply_plan
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_environments as _environments
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_routes as _hub_routes
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import project as _project
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repository as _repository
@@ -157,12 +158,19 @@ def describe(runner, layout, repository, compose_file, service=None):
             "loadBalancer": {"servers": [{"url": "http://%s" % upstream}]}}}}}, indent=2, sort_keys=True) + "\n",
     }
     if settings:  # a host with the router role: the embedded router serves the Hub's names too
-        wanted[CADDY_FILE] = _routes.render_caddy([{"host": h, "upstream": upstream} for h in hub_hosts],
-                                                  settings.get("tls", "internal"))
+        wanted[CADDY_FILE] = caddy_file(config["routes"], options["base_domain"], settings.get("tls", "internal"),
+                                        upstream)
     return {"repository": repository, "service": name, "slot": slot, "slot_is_new": name not in slots,
             "workspace_dir": options["workspace_dir"],
             "listen": listen, "port": options["port"], "hosts": sorted(hub_hosts), "wanted": wanted,
             "templates": sorted(config["templates"]), "ignored_labels": ignored, "mount": repo.mount}
+
+
+def caddy_file(routes, base_domain, tls, hub_upstream, routes_dir=_hub_routes.ROUTES_DIR):
+    """The router's Hub sites: each route host with its direct route (``hub_routes``), then the Hub."""
+    sites = [_hub_routes.caddy_site(host, tls, hub_upstream, port, routes_dir)
+             for host, port in sorted(_hub.route_hosts(routes, base_domain).items())]
+    return "\n".join(["# Managed by lockbox.fleet (hub_install): the Hub's sites.", "", *sites])
 
 
 def _labels_document(record, service, listen, options, config):

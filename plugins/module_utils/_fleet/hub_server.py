@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import html
 import json
 import logging
@@ -28,7 +29,8 @@ import traceback
 from urllib.parse import urlencode, urlsplit
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core import tokens as _tokens
-from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput, LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_routes as _hub_routes
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import hub as _hub
 
 try:
@@ -46,7 +48,7 @@ LOGIN_LIFETIME = 600
 TICKET_LIFETIME = 60
 IDLE_INTERVAL = 30.0
 SAMPLE_INTERVAL = 30.0
-HUB_COOKIES = (SESSION_COOKIE, LOGIN_COOKIE)
+HUB_COOKIES = (SESSION_COOKIE, LOGIN_COOKIE, _hub_routes.ROUTE_COOKIE)
 # Hop-by-hop headers (RFC 9110 7.6.1) and what the proxy sets itself.
 HOP_HEADERS = frozenset(("connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                          "transfer-encoding", "upgrade", "host", "content-length"))
@@ -55,9 +57,11 @@ HOP_HEADERS = frozenset(("connection", "keep-alive", "proxy-authenticate", "prox
 class Hub:
     """One Hub: its configuration, the users' environments, and the HTTP application."""
 
-    def __init__(self, config, options, oauth, secret, environments, *, audit=None, clock=time.time):
+    def __init__(self, config, options, oauth, secret, environments, *, audit=None, clock=time.time, routes=None):
         self.config, self.options, self.oauth, self.secret = config, options, oauth, secret
         self.environments, self.clock = environments, clock
+        # The router's direct routes (hub_routes.DirectRoutes): None, or not enabled, is every request through here.
+        self.routes, self.direct = routes, False
         self.audit = audit or (lambda user, kind, **fields: None)
         self.used_tickets = {}
         self.http, self.tasks = None, []
@@ -86,6 +90,9 @@ class Hub:
 
     async def _start(self, _app):
         self.http = ClientSession(timeout=ClientTimeout(total=30))
+        if self.routes is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.routes.start)
+            self.direct = self.routes.enabled
         self.tasks = [asyncio.create_task(self._sample_loop())]
         if self.options.get("idle_timeout"):
             self.tasks.append(asyncio.create_task(self._idle_loop()))
@@ -93,6 +100,8 @@ class Hub:
     async def _stop(self, _app):
         for task in self.tasks:
             task.cancel()
+        if self.routes is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.routes.remove)
         await self.http.close()
 
     async def _sample_loop(self):
@@ -100,7 +109,16 @@ class Hub:
         loop = asyncio.get_running_loop()
         while True:
             await loop.run_in_executor(None, self.environments.sample)
+            if self.routes is not None:
+                await loop.run_in_executor(None, self._prune_routes)
             await asyncio.sleep(SAMPLE_INTERVAL)
+
+    def _prune_routes(self):
+        try:
+            for user in self.routes.prune(self.clock()):
+                self.audit(user, "route-expired")
+        except (LockboxError, OSError):
+            traceback.print_exc()
 
     async def _idle_loop(self):
         """Every IDLE_INTERVAL: environments idle for --idle-timeout hibernate (templates with checkpoint)
@@ -108,7 +126,9 @@ class Hub:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(IDLE_INTERVAL)
-            idle = await loop.run_in_executor(None, self.environments.idle_pass, self.clock(), IDLE_INTERVAL)
+            active = await loop.run_in_executor(None, self.routes.active_users) if self.direct else set()
+            idle = await loop.run_in_executor(None, functools.partial(
+                self.environments.idle_pass, self.clock(), IDLE_INTERVAL, active=active))
             for user in idle:
                 self.audit(user, "idle-stop", idle_timeout=self.options["idle_timeout"])
                 try:
@@ -258,8 +278,11 @@ class Hub:
     async def logout(self, request):
         response = _redirect("/_hub/dashboard")
         self._clear_cookie(response, SESSION_COOKIE)
+        self._clear_cookie(response, _hub_routes.ROUTE_COOKIE)
         session = self.session_of(request)
         if session:
+            if self.direct:  # the router forgets the user's token before the browser is told it is out
+                await asyncio.get_running_loop().run_in_executor(None, self.routes.withdraw, session["user"])
             self.audit(session["user"], "logout")
         return response
 
@@ -349,7 +372,23 @@ class Hub:
         url = "http://%s:%d%s" % (target, self.config["routes"][prefix], request.path_qs)
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await self._proxy_websocket(request, url, session["user"])
-        return await self._proxy_http(request, url, session["user"])
+        return await self._proxy_http(request, url, self._route_token(request, session, target))
+
+    def _route_token(self, request, session, address):
+        """(route token, max-age) this browser should get (None: it has it, or there is no direct route).
+
+        The router learns a new token a moment later (``apply_later``); until then this browser's
+        requests keep coming here and are served the same way.
+        """
+        if not self.direct:
+            return None
+        token = self.routes.token_of(session["user"], address)
+        if token is None:
+            token = self.routes.grant(session["user"], address, session["exp"])
+            self.routes.apply_later()
+        if request.cookies.get(_hub_routes.ROUTE_COOKIE) == token:
+            return None
+        return token, max(1, int(session["exp"] - self.clock()))
 
     def _waiting(self, request):
         if "text/html" not in request.headers.get("Accept", ""):
@@ -373,7 +412,7 @@ class Hub:
         headers["X-Forwarded-Proto"] = "https"
         return headers
 
-    async def _proxy_http(self, request, url, user):
+    async def _proxy_http(self, request, url, route_token=None):
         body = request.content if request.body_exists else None  # streamed: uploads are not held in memory
         try:
             async with self.http.request(request.method, url, headers=self._forwarded_headers(request), data=body,
@@ -381,6 +420,8 @@ class Hub:
                     as upstream:
                 response = web.StreamResponse(status=upstream.status, headers={
                     k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS})
+                if route_token:
+                    self._set_cookie(response, _hub_routes.ROUTE_COOKIE, *route_token)
                 await response.prepare(request)
                 async for chunk in upstream.content.iter_chunked(65536):
                     await response.write(chunk)

@@ -405,6 +405,7 @@ def hub_start(argv, environ):
     from ansible_collections.lockbox.fleet.plugins.module_utils._core import tokens as _tokens
     from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_audit as _hub_audit
     from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_environments as _environments
+    from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_routes as _hub_routes
     from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_server as _hub_server
     from ansible_collections.lockbox.fleet.plugins.module_utils._rules import hub as _hub
     if not _hub_server.HAS_AIOHTTP:
@@ -427,7 +428,9 @@ def hub_start(argv, environ):
         _say("renet hub: HUB_SESSION_SECRET is not 32+ bytes of hex: sessions end when the Hub restarts", sys.stderr)
     audit_log = _hub_audit.AuditLog()
     environments = _environments.Environments(Runner(), config, options, audit_log=audit_log)
-    hub = _hub_server.Hub(config, options, oauth, secret, environments, audit=audit_log.hub_event)
+    routes = _hub_routes.DirectRoutes(Runner(), config["routes"].values(), _hub_install.CADDY_FILE)
+    environments.leaving = routes.withdraw
+    hub = _hub_server.Hub(config, options, oauth, secret, environments, audit=audit_log.hub_event, routes=routes)
     hosts = ", ".join(sorted(_hub.route_hosts(config["routes"], options["base_domain"])))
     _say("renet hub: serving %s on %s:%d" % (hosts, options["listen"] or config["listen"], options["port"]))
     _hub_server.serve(hub, options["listen"] or config["listen"], options["port"])

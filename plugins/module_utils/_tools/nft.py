@@ -1,7 +1,8 @@
 # Copyright: lockbox.fleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""nftables: the host's TCP/UDP forwards to repository services (rediacc.tcp_ports/udp_ports).
+"""nftables: the host's TCP/UDP forwards to repository services (rediacc.tcp_ports/udp_ports), and the
+Hub's activity counters on its direct routes.
 
 Why DNAT in the kernel rather than a proxy listening on the host port: a listener on
 0.0.0.0:<port> would keep the service itself from binding <service IP>:<port> (Linux
@@ -14,6 +15,7 @@ but the declared ports becomes reachable.
 
 from __future__ import annotations
 
+import json
 import os
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.files import read_text, write_atomic
@@ -48,3 +50,53 @@ def apply_forwards(runner, ruleset, applied=APPLIED, route_localnet=ROUTE_LOCALN
             handle.write("1\n")
     write_atomic(applied, ruleset)
     return True
+
+
+# The Hub's direct routes: what a user's browser sends straight to their environment (the
+# router's connections to the environment's route ports) is counted here, for the idle rule.
+ACTIVITY_TABLE = "lockbox_hub_activity"
+
+
+def activity_ruleset(watched):
+    """The whole activity table for ``watched`` ({user: (address, ports)}), replaced in one transaction.
+
+    Only segments with PSH count: every write of data ends with one, a bare ACK (the browser
+    acknowledging what a forgotten tab receives) never has it.
+    """
+    lines = ["table inet %s" % ACTIVITY_TABLE, "delete table inet %s" % ACTIVITY_TABLE,
+             "table inet %s {" % ACTIVITY_TABLE, "\tchain output {",
+             "\t\ttype filter hook output priority filter; policy accept;"]
+    for user, (address, ports) in sorted(watched.items()):
+        lines.append('\t\tip daddr %s tcp dport { %s } tcp flags & psh == psh counter comment "%s"'
+                     % (address, ", ".join(str(p) for p in sorted(ports)), user))
+    lines += ["\t}", "}", ""]
+    return "\n".join(lines)
+
+
+def load(runner, ruleset):
+    runner.run(["nft", "-f", "-"], stdin=ruleset.encode())
+
+
+def remove_activity(runner):
+    """The activity table gone (nothing is counted); a missing table is no error."""
+    runner.run(["nft", "-f", "-"], stdin=("table inet %s\ndelete table inet %s\n" % (
+        ACTIVITY_TABLE, ACTIVITY_TABLE)).encode())
+
+
+def parse_activity(text):
+    """{user: packets} from ``nft -j list table inet lockbox_hub_activity``."""
+    counts = {}
+    for item in json.loads(text).get("nftables", []):
+        rule = item.get("rule")
+        if not rule or "comment" not in rule:
+            continue
+        for expression in rule.get("expr", []):
+            if "counter" in expression:
+                counts[rule["comment"]] = int(expression["counter"].get("packets", 0))
+    return counts
+
+
+def activity_counts(runner):
+    """Packets counted per user since the table was last loaded ({} when there is no table)."""
+    result = runner.run(["nft", "-j", "list", "table", "inet", ACTIVITY_TABLE], ok_rcs=(0, 1))
+    return parse_activity(result.stdout) if result.rc == 0 else {}

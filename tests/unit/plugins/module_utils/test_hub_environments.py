@@ -202,6 +202,9 @@ def test_idle_means_no_browser_no_daemon_event_and_no_cpu(tmp_path, fake_runner)
     assert busy.last_active == 2900.0
     envs.touch("resting")  # a request from the browser
     assert envs.idle_pass(2930.0, 30, usage.get) == []
+    # What the browser sent on the router's direct route (the kernel's counters) counts the same.
+    assert envs.idle_pass(4700.0, 30, usage.get, active={"resting"}) == ["busy"]
+    assert resting.last_active == 4700.0
     stopped = _envs.Environments(fake_runner, CONFIG, {"workspace_dir": str(tmp_path), "idle_timeout": 0})
     stopped._env("x").status = "ready"
     assert stopped.idle_pass(10 ** 9, 30, lambda _n: 0) == []  # --idle-timeout=0: never
@@ -231,7 +234,10 @@ def test_stopping_an_ephemeral_environment_leaves_nothing(tmp_path, fake_runner,
     (tmp_path / "alice-docker" / ".rediacc" / "docker" / "data").mkdir(parents=True)
     env = envs._env("alice")
     env.template, env.network_id, env.status = "tmp", network_id, "ready"
+    withdrawn = []  # the router's direct route goes while the environment still answers
+    envs.leaving = lambda user: withdrawn.append((user, env.status))
     envs.stop("alice")
+    assert withdrawn == [("alice", "ready")]
     assert not (tmp_path / "alice-docker").exists() and not (tmp_path / "alice").exists()
     assert _envs.recorded_network_ids(str(tmp_path)) == {} and env.status == "stopped"
     assert ["api", sock, "DELETE", "/containers/hub-alice?force=1"] in fake_runner.calls
@@ -475,7 +481,10 @@ def test_hibernation_ends_hibernated_or_stopped_never_half_way(tmp_path, fake_ru
     monkeypatch.setattr(_criu, "create", create)
     fake_runner.answer_api(sock, "POST", "/containers/hub-alice/stop?t=10", None, status=204)
     fake_runner.silent(["systemctl", "stop", "rediacc-docker-32768.service"])
+    withdrawn = []
+    envs.leaving = lambda user: withdrawn.append((user, env.status, list(dumped)))
     envs.hibernate("alice")
+    assert withdrawn == [("alice", "ready", [])]  # the direct route goes before anything is dumped
     assert ["systemctl", "stop", "rediacc-docker-32768.service"] in fake_runner.calls
     if dump_error:
         assert env.status == "stopped" and dumped == []
