@@ -17,7 +17,6 @@ import subprocess
 import time
 
 import pytest
-from .test_hub_login import LABELS, ReadyEnvironments, _login, _serve, _settings, upstream  # noqa: F401
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.runner import CommandResult
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_install as _hub_install
@@ -25,6 +24,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_ro
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import hub as _hub
 
 from .conftest import free_port
+from .test_hub_login import LABELS, ReadyEnvironments, _login, _serve, _settings, upstream_app
 
 NO_TABLE = '{"nftables": []}'
 
@@ -50,7 +50,13 @@ class RouterRunner:
 
 
 @pytest.fixture
-def router(tmp_path, oidc_provider, upstream):  # noqa: F811 (the fixture imported above)
+def upstream():
+    with upstream_app() as port:
+        yield port
+
+
+@pytest.fixture
+def router(tmp_path, oidc_provider, upstream):
     """Caddy with the Hub's sites for code.hub.test (plain HTTP here), the Hub, its direct routes."""
     if not shutil.which("caddy"):
         raise RuntimeError("caddy is missing: run scripts/setup (it installs Debian's caddy)")
@@ -65,7 +71,7 @@ def router(tmp_path, oidc_provider, upstream):  # noqa: F811 (the fixture import
     caddyfile.write_text("{\n\tadmin 127.0.0.1:%d\n}\nimport %s\n" % (admin, tmp_path / "hub.caddy"))
     env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "data"), XDG_CONFIG_HOME=str(tmp_path / "config"))
     caddy = subprocess.Popen(["caddy", "run", "--config", str(caddyfile), "--adapter", "caddyfile"], env=env,
-                             stdout=subprocess.DEVNULL, stderr=open(tmp_path / "caddy.log", "w"))  # noqa: SIM115
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait(port)
         config, options, oauth = _settings(oidc_provider)
@@ -74,7 +80,7 @@ def router(tmp_path, oidc_provider, upstream):  # noqa: F811 (the fixture import
                                           map_file=str(routes_dir / "sessions.map"), group="no-such-group")
         environments = ReadyEnvironments()
         served = _serve(config, dict(options, port=hub_port), oauth, environments, routes=routes, port=hub_port)
-        hub = next(served)
+        hub = next(served, None)
         try:
             yield dict(hub, router_port=port, routes=routes)
         finally:

@@ -111,12 +111,12 @@ def _running(app, unix_socket=None, ssl_context=None, port=0):
         thread.join(timeout=10)
 
 
-def _serve(config, options, oauth, environments=None, routes=None, port=0):
+def _serve(config, options, oauth, environments=None, *, routes=None, port=0):
     environments, audit = environments or Environments(), []
     server = _hub_server.Hub(config, options, oauth, SECRET, environments, routes=routes,
                              audit=lambda user, kind, **fields: audit.append((user, kind, fields)))
-    with _running(server.app(), port=port) as port:
-        yield {"browser": Browser(port), "environments": environments, "audit": audit, "port": port}
+    with _running(server.app(), port=port) as bound:
+        yield {"browser": Browser(bound), "environments": environments, "audit": audit, "port": bound}
 
 
 def _login(browser, user="alice", host="code.hub.test", query=""):
@@ -344,6 +344,13 @@ class ReadyEnvironments(Environments):
 @pytest.fixture
 def upstream():
     """A user's environment: echoes what reached it, streams, and echoes WebSocket messages."""
+    with upstream_app() as port:
+        yield port
+
+
+@contextlib.contextmanager
+def upstream_app():
+    """The ``upstream`` fixture's server, for other test modules too: yields its port."""
     from aiohttp import web
 
     async def echo(request):
