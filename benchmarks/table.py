@@ -84,7 +84,10 @@ def hub_table():
                                                 data["commit"], data["rounds"], data["seconds"]), "",
              "| path | requests/s | p50 (ms) | p99 (ms) |", "|---|---|---|---|"]
     for name, title in (("direct", "direct to the service"), ("chp", "configurable-http-proxy (floor)"),
-                        ("hub", "through the Hub")):
+                        ("hub", "the Hub: an established session (the router's direct route)"),
+                        ("hub_first", "the Hub: a session's first request (the Hub's own proxy)")):
+        if name not in data["median"]:
+            continue
         row = data["median"][name]
         lines.append("| %s | %.0f | %.2f | %.2f |" % (title, row["rps"], row["p50_ms"], row["p99_ms"]))
     ratios = data["ratios"]
@@ -99,6 +102,7 @@ def main():
         out += operations_table(name)
     out += scale_table()
     out += hub_table()
+    out += operations_table("hub_spawn")
     print("\n".join(out))
     return 0
 
