@@ -31,6 +31,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_a
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_info as _repo_info
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repository as _repository
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules import compose as _compose
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import hub as _hub
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -84,7 +85,21 @@ def floor_stop(hub, bare):
 def floor_start(hub, bare, checkpoint=None):
     bare.run(["systemctl", "start", hub.unit(USER)])
     api_answers(_repo_daemon.socket_path(hub.env(USER).network_id))
-    hub.docker(bare, USER, "start", *(["--checkpoint", checkpoint] if checkpoint else []), _envs.container_name(USER))
+    if checkpoint:
+        # What CRIU 4.1 needs here to restore at all (a container with bind mounts): the restore
+        # options in the file runc hands CRIU (the org.criu.config annotation), back after.
+        config = _compose.criu_config(hub.env(USER).network_id)
+        with open(config) as handle:
+            dump_options = handle.read()
+        with open(config, "w") as handle:
+            handle.write(dump_options + "mntns-compat-mode\n")
+        try:
+            hub.docker(bare, USER, "start", "--checkpoint", checkpoint, _envs.container_name(USER))
+        finally:
+            with open(config, "w") as handle:
+                handle.write(dump_options)
+    else:
+        hub.docker(bare, USER, "start", _envs.container_name(USER))
     http_ok([hub.env(USER).address])
 
 
