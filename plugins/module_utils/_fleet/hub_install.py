@@ -113,6 +113,11 @@ def _raw_environment_keys(raw_service):
 def describe(runner, layout, repository, compose_file, service=None):
     """Everything the install writes, computed from the repository and its compose file (no changes)."""
     record = _state.ready_record(layout.state_dir, repository)
+    installed = json.loads(read_text(LABELS_FILE) or "null")
+    if installed and installed.get("guid") != record["guid"]:
+        # One Hub per host: its unit, router files and the users' networkIds (from 32768) are the host's.
+        raise InvalidInput("the Hub of repository %s is installed on this host: uninstall it first (state=absent); "
+                           "a host runs one Hub" % installed.get("repository"))
     repo = _project.Repository.from_record(layout, record)
     if not os.path.ismount(repo.mount.rstrip("/")):
         raise InvalidInput("repository %s is not opened: open it (repo up) before installing its Hub" % repository)

@@ -263,3 +263,19 @@ def test_renet_hub_verbs_that_change_things_go_through_the_agent_guard(host, mon
                  ["hub", "gc", str(mount / "devbox" / "workspaces"), "--dry-run"], ["hub", "status"]):
         _renet.guard_agents(layout, _renet._parser().parse_args(argv), {}, ancestry=[])
     assert seen == [("devbox", "renet hub install"), ("devbox", "renet hub uninstall"), ("devbox", "renet hub gc")]
+
+
+def test_a_host_runs_one_hub(host, fake_runner):
+    """Another repository's Hub installed: refused before anything is read or written (its users'
+    daemons hold networkIds from 32768 that this Hub would hand out again)."""
+    layout, _mount, etc = host
+    (etc / "hub").mkdir(parents=True)
+    (etc / "hub" / "hub.labels.yaml").write_text(json.dumps({"repository": "other", "guid": "g-other"}))
+    before = _files(etc)
+    with pytest.raises(InvalidInput, match="the Hub of repository other is installed on this host: uninstall it"):
+        _install(fake_runner, layout)
+    assert _files(etc) == before and fake_runner.calls == [["systemctl", "show", "rediacc-hub.service", "-p",
+                                                            "LoadState,ActiveState,SubState,FragmentPath,"
+                                                            "UnitFileState"]]
+    (etc / "hub" / "hub.labels.yaml").write_text(json.dumps({"repository": "devbox", "guid": "g"}))
+    assert _install(fake_runner, layout)["changed"]  # its own Hub again: installed over
