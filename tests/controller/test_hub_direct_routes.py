@@ -178,3 +178,19 @@ def test_the_kernel_counts_what_the_browser_sends_not_what_it_receives():
     script = os.path.join(os.path.dirname(__file__), "..", "unit", "fixtures", "record_nft_activity.sh")
     out = subprocess.run(["unshare", "-n", "bash", script], check=True, capture_output=True, text=True).stdout
     assert _nft.parse_activity(out) == {"alice": 3, "bob": 0}
+
+
+def test_a_grant_that_races_a_stop_gives_no_route(router):
+    """The environment stops between the Hub's proxying and the grant: no token, nothing in the map."""
+    browser, environments, routes = router["browser"], router["environments"], router["routes"]
+    _login(browser)
+    cookies = {"__Host-hub_session": browser.cookies["code.hub.test"]["__Host-hub_session"]}
+    routes.withdraw("alice")  # the login's landing page got her one: start without
+    answers = iter(["127.0.0.1", None])
+    environments.address = lambda _user: next(answers, None)
+    status, _body, set_cookies = _through_router(router, "/echo", cookies)
+    assert status == 200 and not [c for c in set_cookies if c.startswith("__Host-hub_route=")]
+    _applied(routes)
+    assert "alice" not in routes.grants
+    with open(routes.map_file) as handle:
+        assert [line for line in handle if not line.startswith("#")] == []

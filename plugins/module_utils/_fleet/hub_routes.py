@@ -114,10 +114,19 @@ class DirectRoutes:
             self.wanted += 1
         self.apply()
 
-    def prune(self, now):
-        """Grants of sessions that ended are withdrawn."""
+    def withdraw_later(self, user):
+        """``withdraw`` without waiting for the router (from the Hub's event loop)."""
         with self.lock:
-            ended = [u for u, g in self.grants.items() if g["expires"] <= now]
+            if self.grants.pop(user, None) is None:
+                return
+            self.wanted += 1
+        self.apply_later()
+
+    def prune(self, now, address_of=lambda _user: None):
+        """Grants of sessions that ended, or to an address that is no longer the user's ready
+        environment (``address_of``: a grant that raced a stop), are withdrawn."""
+        with self.lock:
+            ended = [u for u, g in self.grants.items() if g["expires"] <= now or address_of(u) != g["address"]]
             for user in ended:
                 del self.grants[user]
             if ended:
@@ -140,10 +149,11 @@ class DirectRoutes:
             if gid is not None:
                 os.chown(os.path.dirname(self.map_file), 0, gid)
                 os.chown(self.map_file, 0, gid)
-            _nft.load(self.runner, _nft.activity_ruleset({u: (g["address"], self.ports) for u, g in grants.items()}))
-            self.counts = {}
+            # The router first: a withdrawn token must stop leading anywhere even if counting fails.
             if self.enabled and _systemd.is_active(self.runner, ROUTER_UNIT) == "active":
                 _systemd.systemctl(self.runner, "reload", ROUTER_UNIT)
+            _nft.load(self.runner, _nft.activity_ruleset({u: (g["address"], self.ports) for u, g in grants.items()}))
+            self.counts = {}
             self.applied = target
 
     def apply_later(self):
@@ -164,7 +174,7 @@ class DirectRoutes:
         """Users whose counter grew since the last look (counters restart when the table is loaded)."""
         try:
             counts = _nft.activity_counts(self.runner)
-        except (LockboxError, ValueError):
+        except (LockboxError, OSError, ValueError):
             return set()
         active = {u for u, n in counts.items() if n > self.counts.get(u, 0)}
         self.counts = counts

@@ -91,8 +91,12 @@ class Hub:
     async def _start(self, _app):
         self.http = ClientSession(timeout=ClientTimeout(total=30))
         if self.routes is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.routes.start)
-            self.direct = self.routes.enabled
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self.routes.start)
+                self.direct = self.routes.enabled
+            except (LockboxError, OSError):  # every request through the Hub then: slower, never wrong
+                traceback.print_exc()
+                LOG.error("the router's direct routes are off: every request passes the Hub")
         self.tasks = [asyncio.create_task(self._sample_loop())]
         if self.options.get("idle_timeout"):
             self.tasks.append(asyncio.create_task(self._idle_loop()))
@@ -109,14 +113,14 @@ class Hub:
         loop = asyncio.get_running_loop()
         while True:
             await loop.run_in_executor(None, self.environments.sample)
-            if self.routes is not None:
+            if self.direct:
                 await loop.run_in_executor(None, self._prune_routes)
             await asyncio.sleep(SAMPLE_INTERVAL)
 
     def _prune_routes(self):
         try:
-            for user in self.routes.prune(self.clock()):
-                self.audit(user, "route-expired")
+            for user in self.routes.prune(self.clock(), self.environments.address):
+                self.audit(user, "route-withdrawn")
         except (LockboxError, OSError):
             traceback.print_exc()
 
@@ -282,7 +286,10 @@ class Hub:
         session = self.session_of(request)
         if session:
             if self.direct:  # the router forgets the user's token before the browser is told it is out
-                await asyncio.get_running_loop().run_in_executor(None, self.routes.withdraw, session["user"])
+                try:
+                    await asyncio.get_running_loop().run_in_executor(None, self.routes.withdraw, session["user"])
+                except (LockboxError, OSError) as exc:
+                    self.audit(session["user"], "route-withdraw-failed", error=str(getattr(exc, "msg", exc)))
             self.audit(session["user"], "logout")
         return response
 
@@ -385,6 +392,9 @@ class Hub:
         token = self.routes.token_of(session["user"], address)
         if token is None:
             token = self.routes.grant(session["user"], address, session["exp"])
+            if self.environments.address(session["user"]) != address:  # stopped meanwhile: no route to it
+                self.routes.withdraw_later(session["user"])
+                return None
             self.routes.apply_later()
         if request.cookies.get(_hub_routes.ROUTE_COOKIE) == token:
             return None

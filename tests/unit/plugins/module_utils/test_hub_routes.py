@@ -5,6 +5,7 @@ import stat
 
 import pytest
 
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_install as _hub_install
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_routes as _hub_routes
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import nft as _nft
@@ -38,10 +39,10 @@ def _map(path):
 
 def test_a_start_empties_the_map_and_the_counters_and_reloads_the_router(routes, fake_runner):
     table, map_file = routes
-    assert fake_runner.calls == [LIST, LOAD, IS_ACTIVE, RELOAD]
+    assert fake_runner.calls == [LIST, IS_ACTIVE, RELOAD, LOAD]  # the router first: routing matters most
     assert _map(map_file) == {} and stat.S_IMODE(map_file.stat().st_mode) == 0o640
     assert stat.S_IMODE(map_file.parent.stat().st_mode) == 0o750
-    assert fake_runner.stdins[1].decode() == _nft.activity_ruleset({})
+    assert fake_runner.stdins[3].decode() == _nft.activity_ruleset({})
     assert table.enabled
 
 
@@ -54,9 +55,9 @@ def test_a_grant_leads_one_token_to_one_address_and_never_into_argv(routes, fake
     assert len({token, bob}) == 2 and len(token) >= 43  # 32 random bytes, base64url
     table.apply()
     assert _map(map_file) == {token: "127.0.128.2", bob: "127.0.128.66"}
-    assert fake_runner.stdins[-3].decode() == _nft.activity_ruleset(
+    assert fake_runner.stdins[-1].decode() == _nft.activity_ruleset(
         {"alice": ("127.0.128.2", [7681, 8080]), "bob": ("127.0.128.66", [7681, 8080])})
-    assert fake_runner.calls[-3:] == [LOAD, IS_ACTIVE, RELOAD]
+    assert fake_runner.calls[-3:] == [IS_ACTIVE, RELOAD, LOAD]
     # A rebuilt environment at another address gets another token: the old one leads nowhere.
     moved = table.grant("alice", "127.0.129.2", 2000.0)
     table.apply()
@@ -73,12 +74,16 @@ def test_withdraw_and_prune_take_the_route_away_before_they_return(routes, fake_
     table.grant("alice", "127.0.128.2", 2000.0)
     bob = table.grant("bob", "127.0.128.66", 1000.0)
     table.withdraw("alice")
-    assert _map(map_file) == {bob: "127.0.128.66"} and fake_runner.calls[-1] == RELOAD
+    assert _map(map_file) == {bob: "127.0.128.66"} and fake_runner.calls[-2:] == [RELOAD, LOAD]
     calls = len(fake_runner.calls)
     table.withdraw("alice")  # not granted: nothing to do
     assert len(fake_runner.calls) == calls
-    assert table.prune(999.0) == [] and table.prune(1000.0) == ["bob"]
-    assert _map(map_file) == {} and fake_runner.calls[-1] == RELOAD
+    assert table.prune(999.0, {"bob": "127.0.128.66"}.get) == [] and table.prune(1000.0) == ["bob"]
+    assert _map(map_file) == {} and fake_runner.calls[-2:] == [RELOAD, LOAD]
+    # A grant that raced a stop (the user's environment is no longer at that address) goes too.
+    table.grant("carol", "127.0.129.2", 5000.0)
+    assert table.prune(1000.0, {"carol": "127.0.129.2"}.get) == []
+    assert table.prune(1000.0, {"carol": None}.get) == ["carol"] and "carol" not in table.grants
 
 
 def test_without_the_router_s_sites_nothing_is_reloaded(tmp_path, fake_runner):
@@ -88,6 +93,18 @@ def test_without_the_router_s_sites_nothing_is_reloaded(tmp_path, fake_runner):
                                      map_file=str(tmp_path / "routes" / "sessions.map"), group="no-such-group")
     table.start()
     assert not table.enabled and fake_runner.calls == [LIST, LOAD]
+
+
+def test_a_router_that_fails_to_reload_leaves_the_change_to_be_applied_again(routes, fake_runner):
+    table, map_file = routes
+    fake_runner.answer(RELOAD, rc=1)
+    table.grant("alice", "127.0.128.2", 2000.0)
+    with pytest.raises(LockboxError):
+        table.apply()
+    assert table.applied != table.wanted
+    fake_runner.answer(RELOAD)
+    table.apply()
+    assert table.applied == table.wanted and len(_map(map_file)) == 1
 
 
 def test_activity_is_what_the_counters_added_since_the_last_look(routes, fake_runner):
