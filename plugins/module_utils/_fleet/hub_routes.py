@@ -108,19 +108,20 @@ class DirectRoutes:
 
     def withdraw(self, user):
         """No direct route for ``user`` any more, applied before this returns (the router reloaded)."""
-        with self.lock:
-            if self.grants.pop(user, None) is None:
-                return
-            self.wanted += 1
-        self.apply()
+        if self._drop(user):
+            self.apply()
 
     def withdraw_later(self, user):
         """``withdraw`` without waiting for the router (from the Hub's event loop)."""
+        if self._drop(user):
+            self.apply_later()
+
+    def _drop(self, user):
         with self.lock:
             if self.grants.pop(user, None) is None:
-                return
+                return False
             self.wanted += 1
-        self.apply_later()
+            return True
 
     def prune(self, now, address_of=lambda _user: None):
         """Grants of sessions that ended, or to an address that is no longer the user's ready
