@@ -123,11 +123,12 @@ class DirectRoutes:
             self.wanted += 1
             return True
 
-    def prune(self, now, address_of=lambda _user: None):
-        """Grants of sessions that ended, or to an address that is no longer the user's ready
-        environment (``address_of``: a grant that raced a stop), are withdrawn."""
+    def prune(self, now, address_of=None):
+        """Grants of sessions that ended are withdrawn, and with ``address_of`` (user -> the address
+        of their ready environment, or None) those to any other address (a grant that raced a stop)."""
         with self.lock:
-            ended = [u for u, g in self.grants.items() if g["expires"] <= now or address_of(u) != g["address"]]
+            ended = [u for u, g in self.grants.items()
+                     if g["expires"] <= now or (address_of is not None and address_of(u) != g["address"])]
             for user in ended:
                 del self.grants[user]
             if ended:

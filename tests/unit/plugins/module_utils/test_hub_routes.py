@@ -78,7 +78,8 @@ def test_withdraw_and_prune_take_the_route_away_before_they_return(routes, fake_
     calls = len(fake_runner.calls)
     table.withdraw("alice")  # not granted: nothing to do
     assert len(fake_runner.calls) == calls
-    assert table.prune(999.0, {"bob": "127.0.128.66"}.get) == [] and table.prune(1000.0) == ["bob"]
+    assert table.prune(999.0) == [] and table.prune(999.0, {"bob": "127.0.128.66"}.get) == []
+    assert table.prune(1000.0) == ["bob"]
     assert _map(map_file) == {} and fake_runner.calls[-2:] == [RELOAD, LOAD]
     # A grant that raced a stop (the user's environment is no longer at that address) goes too.
     table.grant("carol", "127.0.129.2", 5000.0)
