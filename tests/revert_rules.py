@@ -171,6 +171,20 @@ REVERTS = [
      '            if upgrade and not _switched(upstream, conn):', '            if False:'),
     ("sandbox: paths in plain form", M + "_rules/sandbox.py",
      'or _AMBIGUOUS.search(bare):', 'or False:'),
+    ("hub: a host runs one Hub", M + "_fleet/hub_install.py",
+     '    if installed and installed.get("guid") != record["guid"]:', '    if False:'),
+    ("hub routes: a stop withdraws the user's route first", M + "_fleet/hub_environments.py",
+     '        env = self._env(user)\n        self._leave(user)\n', '        env = self._env(user)\n'),
+    ("hub routes: a grant to an address no longer ready is withdrawn", M + "_fleet/hub_routes.py",
+     '(address_of is not None and address_of(u) != g["address"])', 'False'),
+    ("hub routes: the router reloaded before the counters load", M + "_fleet/hub_routes.py",
+     '            if self.enabled and _systemd.is_active(self.runner, ROUTER_UNIT) == "active":\n',
+     '            _nft.load(self.runner, "")\n'
+     '            if self.enabled and _systemd.is_active(self.runner, ROUTER_UNIT) == "active":\n'),
+    ("hub idle: what the browser sent on a direct route counts", M + "_fleet/hub_environments.py",
+     '            if env.user in active or _hub.still_working(', '            if _hub.still_working('),
+    ("hub activity: only data segments (PSH) count", M + "_tools/nft.py",
+     ' tcp flags & psh == psh counter comment', ' counter comment'),
 ]
 ok = True
 for what, path, old, new in REVERTS:
