@@ -185,6 +185,10 @@ REVERTS = [
      '            if env.user in active or _hub.still_working(', '            if _hub.still_working('),
     ("hub activity: only data segments (PSH) count", M + "_tools/nft.py",
      ' tcp flags & psh == psh counter comment', ' counter comment'),
+    ("retention: one backup per period", M + "_rules/retention.py",
+     '            if period not in seen:', '            if True:'),
+    ("retention: a policy that keeps nothing is refused", M + "_rules/retention.py",
+     '    if not any(policy.values()):', '    if False:'),
 ]
 ok = True
 for what, path, old, new in REVERTS:
