@@ -189,6 +189,9 @@ REVERTS = [
      '            if period not in seen:', '            if True:'),
     ("retention: a policy that keeps nothing is refused", M + "_rules/retention.py",
      '    if not any(policy.values()):', '    if False:'),
+    ("transfer: only a received snapshot is a common base", M + "_rules/transfer.py",
+     '    received = {r.get("received_uuid") for r in remote if r.get("received_uuid")}',
+     '    received = {r.get("received_uuid") or r.get("uuid") for r in remote}'),
 ]
 ok = True
 for what, path, old, new in REVERTS:
