@@ -71,6 +71,35 @@ def is_subvolume(path):
         return False
 
 
+# The identity fields of ``btrfs subvolume show`` (btrfs-progs 6.14 has no JSON form of it).
+_SHOW_KEYS = {"UUID": "uuid", "Parent UUID": "parent_uuid", "Received UUID": "received_uuid",
+              "Creation time": "created", "Subvolume ID": "id", "Generation": "generation", "Flags": "flags"}
+
+
+def parse_subvolume_show(text):
+    """{"path", "uuid", "parent_uuid", "received_uuid", "created", "id", "generation", "readonly"} of
+    ``btrfs subvolume show``; a "-" is None. ``received_uuid`` is the sent snapshot's ``uuid``."""
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise LockboxError("btrfs subvolume show printed nothing")
+    found = {"path": lines[0].strip()}
+    for line in lines[1:]:
+        key, colon, value = line.strip().partition(":")
+        if colon and key in _SHOW_KEYS:
+            value = value.strip()
+            found[_SHOW_KEYS[key]] = None if value in ("", "-") else value
+    if not found.get("uuid"):
+        raise LockboxError("btrfs subvolume show of %s has no UUID line" % found["path"])
+    for key in ("id", "generation"):
+        found[key] = int(found[key]) if found.get(key) else None
+    found["readonly"] = "readonly" in (found.pop("flags", None) or "").split()
+    return found
+
+
+def subvolume_show(runner, path):
+    return parse_subvolume_show(runner.run(["btrfs", "subvolume", "show", path]).stdout)
+
+
 def subvolume_create(runner, path):
     runner.run(["btrfs", "subvolume", "create", path])
 

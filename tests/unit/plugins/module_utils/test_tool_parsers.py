@@ -4,6 +4,7 @@
 import pytest
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._rules import transfer as _transfer
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import btrfs as _btrfs
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import findmnt as _findmnt
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import losetup as _losetup
@@ -104,3 +105,24 @@ def test_mount_unit_names_match_systemd_escape():
 def test_ext4_size_from_tune2fs():
     from ansible_collections.lockbox.fleet.plugins.module_utils._tools import e2fs as _e2fs
     assert _e2fs.parse_superblock(fixture_text("tune2fs_repo.txt")) == 61440 * 4096
+
+
+def test_btrfs_subvolume_show_of_a_sent_and_a_received_snapshot():
+    """record_btrfs_transfer.sh: ``sent/two`` sent as a difference from ``sent/one`` into ``received/``."""
+    sent = _btrfs.parse_subvolume_show(fixture_text("btrfs_subvolume_show_sent.txt"))
+    received = _btrfs.parse_subvolume_show(fixture_text("btrfs_subvolume_show_received.txt"))
+    assert sent["path"] == "sent/two" and sent["readonly"] and sent["received_uuid"] is None
+    assert sent["id"] == 258 and isinstance(sent["generation"], int)
+    assert received["path"] == "received/two" and received["readonly"]
+    # What receive records is the sender's UUID: the target knows which of our snapshots it holds.
+    assert received["received_uuid"] == sent["uuid"] != received["uuid"]
+    local = [dict(sent, name="two", time=2)]
+    assert _transfer.common_base(local, [received])["name"] == "two"
+    # The difference of a 2 MiB rewrite of the 8 MiB image was a 2.0 MiB stream (not the image's size).
+    assert int(fixture_text("btrfs_send_delta_bytes.txt")) < 1.01 * (2 << 20)
+
+
+@pytest.mark.parametrize("text", ["", "x\n\tName: x\n"])
+def test_btrfs_subvolume_show_without_identity_is_an_error(text):
+    with pytest.raises(LockboxError):
+        _btrfs.parse_subvolume_show(text)
