@@ -31,8 +31,8 @@ def operations_table(name):
         machine["host_kind"] or "?", machine.get("commit") or "?", data.get("rounds", 0)), "",
         "| operation | ours (ms) | floor (ms) | ours / floor | commands ours / floor |", "|---|---|---|---|---|"]
     for op_name, op in data["operations"].items():
-        commands = "%s / %s" % (op.get("ours_commands"), op.get("floor_commands")) \
-            if op.get("ours_commands") is not None else "-"
+        floor_commands = "-" if op.get("floor_commands") is None else op["floor_commands"]
+        commands = "%s / %s" % (op["ours_commands"], floor_commands) if op.get("ours_commands") is not None else "-"
         lines.append("| %s | %.0f | %.0f | %.2f | %s |" % (op_name.replace("_", " "), op["ours_ms"], op["floor_ms"],
                                                            op["ratio"], commands))
     if "checkpoint_to_resident" in data:
