@@ -427,8 +427,9 @@ def hub_start(argv, environ):
         secret = os.urandom(32)
         _say("renet hub: HUB_SESSION_SECRET is not 32+ bytes of hex: sessions end when the Hub restarts", sys.stderr)
     audit_log = _hub_audit.AuditLog()
-    environments = _environments.Environments(Runner(), config, options, audit_log=audit_log)
-    routes = _hub_routes.DirectRoutes(Runner(), config["routes"].values(), _hub_install.CADDY_FILE)
+    runner = Runner()
+    environments = _environments.Environments(runner, config, options, audit_log=audit_log)
+    routes = _hub_routes.DirectRoutes(runner, config["routes"].values(), _hub_install.CADDY_FILE)
     environments.leaving = routes.withdraw
     hub = _hub_server.Hub(config, options, oauth, secret, environments, audit=audit_log.hub_event, routes=routes)
     hosts = ", ".join(sorted(_hub.route_hosts(config["routes"], options["base_domain"])))

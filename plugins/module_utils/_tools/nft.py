@@ -44,7 +44,7 @@ def apply_forwards(runner, ruleset, applied=APPLIED, route_localnet=ROUTE_LOCALN
     """Load ``ruleset`` unless it is what was loaded last (since boot); True when it was loaded."""
     if read_text(applied) == ruleset:
         return False
-    runner.run(["nft", "-f", "-"], stdin=ruleset.encode())
+    load(runner, ruleset)
     if "dnat to" in ruleset and os.path.exists(route_localnet):
         with open(route_localnet, "w") as handle:
             handle.write("1\n")
@@ -74,13 +74,13 @@ def activity_ruleset(watched):
 
 
 def load(runner, ruleset):
+    """One nft transaction: all of ``ruleset`` or nothing."""
     runner.run(["nft", "-f", "-"], stdin=ruleset.encode())
 
 
 def remove_activity(runner):
-    """The activity table gone (nothing is counted); a missing table is no error."""
-    runner.run(["nft", "-f", "-"], stdin=("table inet %s\ndelete table inet %s\n" % (
-        ACTIVITY_TABLE, ACTIVITY_TABLE)).encode())
+    """The activity table gone (nothing is counted); a missing table is no error (created, then deleted)."""
+    load(runner, "table inet %s\ndelete table inet %s\n" % (ACTIVITY_TABLE, ACTIVITY_TABLE))
 
 
 def parse_activity(text):
