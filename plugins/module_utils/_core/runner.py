@@ -14,8 +14,10 @@ from __future__ import annotations
 import collections
 import http.client
 import json
+import os
 import socket
 import subprocess
+import tempfile
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
 
@@ -88,6 +90,48 @@ class Runner:
                 cmd=argv, rc=rc, stdout=out, stderr=err)
         return CommandResult(argv, rc, out, err)
 
+    def pipe(self, consumer, *, producer=None, source=None, meter=None, chunk=1 << 20):
+        """Stream bytes into ``consumer`` (argv) from ``producer`` (argv, its stdout) or ``source`` (a
+        binary file object); each chunk passes ``meter(chunk)`` first (counting, hashing, pacing; it
+        may raise to stop). The consumer's CommandResult; a failure of either side raises a
+        LockboxError naming that side, and neither is left running."""
+        consumer = [str(a) for a in consumer]
+        self.calls.append(consumer if producer is None else [str(a) for a in producer] + ["|"] + consumer)
+        env = dict(os.environ, **C_LOCALE)
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+                tempfile.TemporaryFile() as producer_err:
+            sink = subprocess.Popen(consumer, stdin=subprocess.PIPE, stdout=out, stderr=err, env=env)
+            feeder = None
+            try:
+                if producer is not None:
+                    feeder = subprocess.Popen([str(a) for a in producer], stdout=subprocess.PIPE,
+                                              stderr=producer_err, env=env)
+                    source = feeder.stdout
+                broken = _pump(source, sink.stdin, meter, chunk)
+            except BaseException:
+                for proc in (feeder, sink):
+                    if proc is not None:
+                        proc.kill()
+                        proc.wait()
+                raise
+            rc = sink.wait()
+            failed = []
+            if feeder is not None:
+                if broken:
+                    feeder.kill()  # the consumer's failure is the cause
+                if feeder.wait() != 0 and not broken:
+                    failed.append((producer, feeder.returncode, producer_err))
+            if rc != 0:
+                failed.append((consumer, rc, err))
+            output = _read_back(out)
+            if failed:
+                argv, code, stream = failed[0]
+                detail = _read_back(stream).strip().splitlines()
+                raise LockboxError("%s failed (rc=%s): %s" % (str(argv[0]).rsplit("/", 1)[-1], code,
+                                                              detail[-1] if detail else "no output"),
+                                   cmd=[str(a) for a in argv], rc=code, stdout=output, stderr="\n".join(detail))
+            return CommandResult(consumer, rc, output, _read_back(err))
+
     def api(self, socket_path, method, path, ok_statuses=(200,), timeout=60.0, body=None):  # noqa: PLR0917
         """One HTTP request on ``socket_path`` (``body`` sent as JSON); the answer's JSON (None when empty)."""
         request = ["api", socket_path, method, path]
@@ -138,3 +182,29 @@ class Runner:
             raise LockboxError("GET %s: the stream on %s broke (%s)" % (path, socket_path, exc), cmd=request) from None
         finally:
             connection.close()
+
+
+def _pump(source, sink, meter, chunk):
+    """Copy ``source`` into ``sink`` until its end; True when the sink closed first (its side failed)."""
+    read = source.read1 if hasattr(source, "read1") else source.read
+    try:
+        while True:
+            data = read(chunk)
+            if not data:
+                break
+            if meter is not None:
+                meter(data)
+            sink.write(data)
+    except BrokenPipeError:
+        return True
+    finally:
+        try:
+            sink.close()
+        except BrokenPipeError:
+            pass
+    return False
+
+
+def _read_back(handle):
+    handle.seek(0)
+    return handle.read().decode(errors="replace")

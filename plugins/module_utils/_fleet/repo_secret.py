@@ -146,6 +146,18 @@ class SecretStore:
             opened[key] = (entry["mode"], plain.decode())
         return opened
 
+    def replace(self, opened):
+        """Make the store hold exactly ``opened`` ({key: (mode, value)}), sealed under this host's key
+        (a repository copied from another host: its values were opened there)."""
+        document = self._document()
+        for key in set(document["secrets"]) - set(opened):
+            del document["secrets"][key]
+        self._save(document)
+        for key, (mode, value) in sorted(opened.items()):
+            self.put(key, value, mode, rotation=False)
+        if not opened and not document["secrets"]:
+            self.forget()
+
     def forget(self):
         """Remove the whole store of a repository that is deleted."""
         with contextlib.suppress(FileNotFoundError):

@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core import audit as _audit
@@ -143,6 +144,11 @@ def _parser():
     info = commands.add_parser("info", help="print info() of every Rediaccfile (of every repository without NAME)")
     info.add_argument("name", nargs="?")
     info.add_argument("--json", action="store_true", help="print {repository: {Rediaccfile: output}} as JSON")
+    transfer = commands.add_parser("transfer", help="copies of repositories between hosts (docs/transfer.md)")
+    transfer.add_argument("verb", choices=("status", "serve", "offer", "receive", "commit"),
+                          help="status: the copies under way here; serve: the target side, as the transfer "
+                               "key's forced command (reads SSH_ORIGINAL_COMMAND)")
+    transfer.add_argument("args", nargs="*", help="receive: GUID SNAPSHOT")
     _hub_parser(commands)
     watchdog = commands.add_parser("watchdog", help="restart stopped containers per their saved policy")
     watchdog.add_argument("--interval", type=float, default=_watchdog.SAFETY_PASS)
@@ -283,6 +289,25 @@ def guard_agents(layout, options, environ, ancestry=None):
         raise
 
 
+def _transfer_command(runner, layout, options):
+    from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_transfer as _transfer
+    if options.verb == "status":
+        directory = _transfer.PROGRESS_DIR
+        names = sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+        for entry in names:
+            with open(os.path.join(directory, entry)) as handle:
+                _say(json.load(handle)["line"])
+        if not names:
+            _say("no copy under way")
+        return 0
+    if options.verb == "serve":
+        words = shlex.split(os.environ.get("SSH_ORIGINAL_COMMAND", ""))
+    else:
+        words = ["renet", "transfer", options.verb] + list(options.args)
+    _transfer.serve(runner, layout, words, sys.stdin.buffer, sys.stdout)
+    return 0
+
+
 def _hub_repository(layout, options, environ):
     if not options.compose_file:
         raise InvalidInput("renet hub %s needs the compose file of the Hub" % options.verb)
@@ -396,7 +421,7 @@ COMMANDS = {
     "compose": _compose_command, "watchdog": _watchdog_command, "info": _info, "checkpoint": _checkpoint_command,
     "secret": lambda _runner, layout, options: _secret_command(layout, options, sys.stdin),
     "up": _lifecycle_command, "down": _lifecycle_command, "sandbox": _sandbox_command,
-    "task": _task_command, "hub": _hub_command,
+    "task": _task_command, "hub": _hub_command, "transfer": _transfer_command,
 }
 
 

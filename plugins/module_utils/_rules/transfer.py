@@ -12,19 +12,54 @@ stream.
 
 from __future__ import annotations
 
+import datetime
+import re
+
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import size as _size
 
 # Below this a limit would make a push of a real repository last days: surely a typo (10K for 10M).
 MIN_BANDWIDTH = 64 * 1024
+_STAMP = "%Y%m%dT%H%M%SZ"
+_SUFFIX = re.compile(r"^[0-9a-f]{6}$")
+_SNAPSHOT = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def identity(snapshot):
+    """What a ``btrfs send -p`` stream names its base by: the ``received_uuid`` of a snapshot that was
+    itself received, else its ``uuid``."""
+    return snapshot.get("received_uuid") or snapshot.get("uuid")
 
 
 def common_base(local, remote):
-    """The newest of ``local`` snapshots ({"name", "uuid", "time"}) that ``remote`` snapshots
-    ({"received_uuid"}) were received from, or None (the copy is sent whole)."""
-    received = {r.get("received_uuid") for r in remote if r.get("received_uuid")}
-    shared = [s for s in local if s.get("uuid") and s["uuid"] in received]
+    """The newest of ``local`` snapshots ({"name", "uuid", "received_uuid", "time"}) that the target
+    holds too: one of ``remote`` ({"uuid", "received_uuid"}) is that snapshot or was received from
+    it. None: the copy is sent whole. A snapshot received here can be the base of a copy back to
+    where it came from (the stream names it by its ``received_uuid``)."""
+    held = {r.get("received_uuid") for r in remote} | {r.get("uuid") for r in remote}
+    held.discard(None)
+    shared = [s for s in local if identity(s) and identity(s) in held]
     return max(shared, key=lambda s: (s["time"], s["name"])) if shared else None
+
+
+def snapshot_name(moment, suffix):
+    """``<UTC stamp>-<6 hex>``: sorts by time; the suffix keeps two hosts' names of one second apart."""
+    if not _SUFFIX.match(suffix):
+        raise InvalidInput("snapshot suffix %r is not 6 lowercase hex digits" % (suffix,))
+    return "%s-%s" % (moment.astimezone(datetime.timezone.utc).strftime(_STAMP), suffix)
+
+
+def check_snapshot_name(name):
+    if not isinstance(name, str) or not _SNAPSHOT.match(name):
+        raise InvalidInput("%r is not a transfer snapshot name (<UTC stamp>-<6 hex>)" % (name,))
+    return name
+
+
+def check_guid(guid):
+    if not isinstance(guid, str) or not _GUID.match(guid):
+        raise InvalidInput("%r is not a repository GUID" % (guid,))
+    return guid
 
 
 def parse_bandwidth(value):

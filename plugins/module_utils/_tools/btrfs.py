@@ -120,20 +120,48 @@ if [ -n "$pause_marker" ]; then
     echo "$6 frozen" > "$pause_marker"
     sleep 5
 fi
-btrfs subvolume snapshot "$source" "$target" >/dev/null 2>>"$errors"
+btrfs subvolume snapshot ${7:-} "$source" "$target" >/dev/null 2>>"$errors"
 """
 
 
-def snapshot(runner, source, target, *, freeze=None, errors="/dev/null", pause_marker=""):
-    """Snapshot subvolume ``source`` as ``target``; freeze the filesystem at ``freeze``
-    (the repository's mount point) only for that instant so the copy is clean."""
+def snapshot(runner, source, target, *, freeze=None, errors="/dev/null", pause_marker="", readonly=False):  # noqa: PLR0917
+    """Snapshot subvolume ``source`` as ``target`` (``readonly``: what ``btrfs send`` needs); freeze
+    the filesystem at ``freeze`` (the repository's mount point) only for that instant so the copy
+    is clean."""
+    flag = "-r" if readonly else ""
     if freeze is None:
-        runner.run(["btrfs", "subvolume", "snapshot", source, target])
+        runner.run(["btrfs", "subvolume", "snapshot"] + ([flag] if flag else []) + [source, target])
         return
     runner.run(["setsid", "--wait", "sh", "-c", _FROZEN_SNAPSHOT, "lockbox-snapshot",
-                freeze, source, target, errors, pause_marker, str(os.getpid())])
+                freeze, source, target, errors, pause_marker, str(os.getpid())] + ([flag] if flag else []))
 
 
 def thaw(runner, mount):
     """Thaw a filesystem an interrupted fork may have left frozen (an error if it is not)."""
     runner.run(["fsfreeze", "--unfreeze", mount], ok_rcs=(0, 1))
+
+
+def parse_find_new(text):
+    """The generations of the extents ``btrfs subvolume find-new`` lists (its last line is the marker)."""
+    generations = []
+    for line in text.splitlines():
+        words = line.split()
+        if words[:1] == ["inode"] and "gen" in words:
+            generations.append(int(words[words.index("gen") + 1]))
+    return generations
+
+
+def written_since(runner, subvolume, generation):
+    """Whether any file data of ``subvolume`` was written after transaction ``generation``."""
+    listed = runner.run(["btrfs", "subvolume", "find-new", subvolume, str(generation + 1)]).stdout
+    return any(g > generation for g in parse_find_new(listed))
+
+
+def send_argv(snapshot_path, parent=None):
+    """``btrfs send`` of a read-only snapshot to stdout, as the difference from ``parent`` if given."""
+    return ["btrfs", "send", "-q"] + (["-p", parent] if parent else []) + [snapshot_path]
+
+
+def receive_argv(directory):
+    """``btrfs receive`` from stdin, confined (chroot) to ``directory``: a stream may only make its one subvolume."""
+    return ["btrfs", "receive", "-C", directory]
