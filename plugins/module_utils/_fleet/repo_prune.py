@@ -41,6 +41,11 @@ def prune(runner, layout, check_mode=False):
                 if stray.subvolume:
                     op.add("delete-subvolume", "delete stray subvolume %s" % layout.subvolume(entry),
                            lambda e=entry: _btrfs.subvolume_delete(runner, layout.subvolume(e)))
+        snapshots = os.path.join(layout.datastore, "snapshots")
+        for entry in sorted(os.listdir(snapshots)) if os.path.isdir(snapshots) else []:
+            if entry not in known:
+                op.add("delete-snapshots", "delete the stray transfer snapshots %s" % layout.snapshots(entry),
+                       lambda e=entry: _repository.delete_snapshots(runner, layout.snapshots(e)))
         for mapper in sorted(os.listdir("/dev/mapper")) if os.path.isdir("/dev/mapper") else []:
             if mapper.startswith(_repository.MAPPER_PREFIX) and mapper[len(_repository.MAPPER_PREFIX):] not in known:
                 guid = mapper[len(_repository.MAPPER_PREFIX):]

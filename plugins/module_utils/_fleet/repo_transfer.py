@@ -49,7 +49,7 @@ REMOTE = ["renet", "transfer"]
 
 
 def snapshots_dir(layout, guid):
-    return "%s/snapshots/%s" % (layout.datastore, _rules.check_guid(guid))
+    return layout.snapshots(_rules.check_guid(guid))
 
 
 def list_snapshots(runner, directory):
@@ -228,12 +228,12 @@ def _where(host, name, guid):
 
 
 def _state_here(runner, layout, record, finished):
-    """The copy here: open? changed since the newest snapshot both hosts hold (the one it was
-    received as, or else the newest made here)? None: not known (no such snapshot)."""
+    """The copy here: open? changed since its newest snapshot (the one it was received as, or made
+    here for a copy from here, whichever came last)? None: not known (no snapshot)."""
     if record is None:
         return {"exists": False, "open": False, "from": None, "written_since": None, "image_size": None}
     seen = _repository.Observed(layout, runner, record, deep=False)
-    reference = record.get("received_snapshot") or max((s["name"] for s in finished), default=None)
+    reference = max((s["name"] for s in finished), default=None)
     received = next((s for s in finished if s["name"] == reference), None)
     written = None
     if received is not None and seen.subvolume:

@@ -55,6 +55,10 @@ class Layout:
     def mount(self, guid):
         return "%s/%s" % (self.mount_root, guid)
 
+    def snapshots(self, guid):
+        """Read-only snapshots of a repository kept as the base of its next copy to another host."""
+        return "%s/snapshots/%s" % (self.datastore, guid)
+
     @staticmethod
     def mapper(guid):
         return MAPPER_PREFIX + guid
@@ -227,6 +231,10 @@ class Operation:
             self.add("remove-mount-point", "remove %s" % layout.mount(guid), lambda: rmdir_if_empty(layout.mount(guid)))
         if remove_record:
             name = observed.record["name"]
+            snapshots = layout.snapshots(guid)
+            if os.path.isdir(snapshots):
+                self.add("delete-snapshots", "delete the transfer snapshots of %s (%s)" % (name, snapshots),
+                         lambda: delete_snapshots(runner, snapshots))
             store = _repo_secret.SecretStore(layout.state_dir, guid)
             if os.path.exists(store.path):
                 self.add("forget-secrets", "remove the secrets of %s" % name, store.forget)
@@ -239,6 +247,17 @@ class Operation:
 
 def has_keyslots(runner, image):
     return _cryptsetup.is_luks(runner, image) and bool(_cryptsetup.dump(runner, image)["keyslots"])
+
+
+def delete_snapshots(runner, directory):
+    """Delete every subvolume in ``directory``, then the directory with what else is in it."""
+    for entry in sorted(os.listdir(directory)):
+        path = os.path.join(directory, entry)
+        if _btrfs.is_subvolume(path):
+            _btrfs.subvolume_delete(runner, path)
+        elif os.path.isfile(path):
+            os.unlink(path)
+    os.rmdir(directory)
 
 
 def rmdir_if_empty(path):
