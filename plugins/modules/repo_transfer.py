@@ -25,7 +25,7 @@ description:
     starts again from the newest common snapshot. The source's new snapshot is removed too.
   - On the target the repository keeps its name, GUID, key and secrets (opened here and sealed
     again under the target's store key, never shown); its networkId when that is free there,
-    otherwise a new one (reported in RV(target.network_id_kept)). It arrives closed.
+    otherwise a new one (reported in RV(target)). It arrives closed.
   - Refused, with nothing changed, when the target holds another repository of that name, when
     the copy there is open, and when the copy there was changed since it was received (unless
     O(force=true)). Unchanged since the last copy (both sides), nothing is sent (C(changed=false)).

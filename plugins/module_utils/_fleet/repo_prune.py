@@ -41,11 +41,7 @@ def prune(runner, layout, check_mode=False):
                 if stray.subvolume:
                     op.add("delete-subvolume", "delete stray subvolume %s" % layout.subvolume(entry),
                            lambda e=entry: _btrfs.subvolume_delete(runner, layout.subvolume(e)))
-        snapshots = os.path.join(layout.datastore, "snapshots")
-        for entry in sorted(os.listdir(snapshots)) if os.path.isdir(snapshots) else []:
-            if entry not in known:
-                op.add("delete-snapshots", "delete the stray transfer snapshots %s" % layout.snapshots(entry),
-                       lambda e=entry: _repository.delete_snapshots(runner, layout.snapshots(e)))
+        _plan_stray_snapshots(op, known)
         for mapper in sorted(os.listdir("/dev/mapper")) if os.path.isdir("/dev/mapper") else []:
             if mapper.startswith(_repository.MAPPER_PREFIX) and mapper[len(_repository.MAPPER_PREFIX):] not in known:
                 guid = mapper[len(_repository.MAPPER_PREFIX):]
@@ -59,6 +55,16 @@ def prune(runner, layout, check_mode=False):
                        lambda m=mapper: _cryptsetup.luks_close(runner, m))
         op.apply()
         return {"changed": bool(op.actions), "actions": [a.report() for a in op.actions]}
+
+
+def _plan_stray_snapshots(op, known):
+    """Transfer snapshots of repositories no record knows (deleted, or a copy that never finished)."""
+    layout = op.layout
+    snapshots = os.path.join(layout.datastore, "snapshots")
+    for entry in sorted(os.listdir(snapshots)) if os.path.isdir(snapshots) else []:
+        if entry not in known:
+            op.add("delete-snapshots", "delete the stray transfer snapshots %s" % layout.snapshots(entry),
+                   lambda e=entry: _repository.delete_snapshots(op.runner, layout.snapshots(e)))
 
 
 def run(runner, params, check_mode=False):

@@ -80,7 +80,7 @@ def _is_snapshot_name(name):
 class Meter:
     """Counts, checksums and paces a stream; writes its progress for ``renet transfer status``."""
 
-    def __init__(self, name=None, total=None, limit=None, progress_dir=None, clock=time.monotonic, sleep=time.sleep):  # noqa: PLR0917
+    def __init__(self, name=None, *, total=None, limit=None, progress_dir=None, clock=time.monotonic, sleep=time.sleep):
         self.name, self.total, self.limit = name, total, limit
         self.path = os.path.join(progress_dir, "%s.json" % name.replace(":", "+")) if progress_dir and name else None
         self.clock, self.sleep = clock, sleep
@@ -126,13 +126,13 @@ class Meter:
 # Source side: lockbox.fleet.repo_transfer
 
 
-def push(runner, layout, name, target, *, bandwidth=None, force=False, check_mode=False,  # noqa: PLR0914
+def push(runner, layout, name, target, *, bandwidth=None, force=False, check_mode=False,
          progress_dir=PROGRESS_DIR):
     layout.check_datastore()
     limit = _rules.parse_bandwidth(bandwidth)
     record = _state.ready_record(layout.state_dir, name)
     guid = record["guid"]
-    offer = _ssh.call(runner, target, REMOTE + ["offer"], {"name": name, "guid": guid, "check": bool(check_mode)})
+    offer = _ssh.call(runner, target, [*REMOTE, "offer"], {"name": name, "guid": guid, "check": bool(check_mode)})
     there = offer["repository"]
     if there["exists"] and there["written_since"] is not False and not force:
         raise InvalidInput("%s on %s was changed there since it was received%s: force=true replaces those "
@@ -151,14 +151,14 @@ def push(runner, layout, name, target, *, bandwidth=None, force=False, check_mod
     stamp = _rules.snapshot_name(datetime.datetime.now(datetime.timezone.utc), os.urandom(3).hex())
     snapshot = "%s/%s" % (directory, stamp)
     mode = "delta" if base else "full"
+    how = "the difference from " + base["name"] if base else "whole: the target holds no common base"
     actions = [
         {"action": "snapshot", "detail": "read-only snapshot %s of %s%s" % (
             snapshot, layout.subvolume(guid), " (filesystem frozen for the instant)" if seen.mount else "")},
-        {"action": "send", "detail": "send it to %s (%s)" % (offer["host"], "the difference from " + base["name"]
-                                                              if base else "whole: the target holds no common base")},
+        {"action": "send", "detail": "send it to %s (%s)" % (offer["host"], how)},
         {"action": "commit", "detail": "check it on %s and make it %s there" % (offer["host"], name)},
     ]
-    stale = [s for s in local]
+    stale = list(local)
     if stale:
         actions.append({"action": "prune-snapshots", "detail": "remove older snapshots %s" % ", ".join(
             s["name"] for s in stale)})
@@ -174,18 +174,19 @@ def push(runner, layout, name, target, *, bandwidth=None, force=False, check_mod
         allocated = os.stat(layout.image(guid)).st_blocks * 512
         meter = Meter(name, total=None if base else allocated, limit=limit, progress_dir=progress_dir)
         try:
-            answer = runner.pipe(target.argv(REMOTE + ["receive", guid, stamp]),
+            answer = runner.pipe(target.argv([*REMOTE, "receive", guid, stamp]),
                                  producer=_btrfs.send_argv(snapshot, base["path"] if base else None), meter=meter)
         except LockboxError as exc:
             raise (target.explain(exc) if exc.cmd and exc.cmd[0] == "ssh" else exc) from None
         sent = meter.done()
         received = json.loads(answer.stdout)
         shown = _btrfs.subvolume_show(runner, snapshot)
+        secrets = _repo_secret.SecretStore(layout.state_dir, guid).values()
         payload = {"name": name, "guid": guid, "snapshot": stamp, "uuid": _rules.identity(shown),
                    "bytes": sent["sent"], "crc32": sent["crc32"], "network_id": record["network_id"],
                    "record": {k: record.get(k) for k in _RECORD_FIELDS},
-                   "secrets": {k: list(v) for k, v in _repo_secret.SecretStore(layout.state_dir, guid).values().items()}}
-        committed = _ssh.call(runner, target, REMOTE + ["commit"], payload)
+                   "secrets": {k: list(v) for k, v in secrets.items()}}
+        committed = _ssh.call(runner, target, [*REMOTE, "commit"], payload)
     except BaseException:
         _btrfs.subvolume_delete(runner, snapshot)  # nothing half-done here: the next run starts over
         raise
@@ -263,7 +264,7 @@ def offer(runner, layout, request):
                               for s in finished]}
 
 
-def receive(runner, layout, guid, name, stream, progress_dir=PROGRESS_DIR):
+def receive(runner, layout, guid, name, stream, *, progress_dir=PROGRESS_DIR):
     directory = snapshots_dir(layout, guid)
     _rules.check_snapshot_name(name)
     layout.check_datastore()
@@ -295,65 +296,79 @@ def receive(runner, layout, guid, name, stream, progress_dir=PROGRESS_DIR):
     return receipt
 
 
-def commit(runner, layout, request):  # noqa: PLR0914
-    guid = _rules.check_guid(request.get("guid"))
+def _checked_receipt(runner, directory, request):
+    """The snapshot received for ``request``, once its byte count and CRC-32 equal the source's."""
     name = _rules.check_snapshot_name(request.get("snapshot"))
+    finished, _half = list_snapshots(runner, directory)
+    received = next((s for s in finished if s["name"] == name), None)
+    try:
+        with open("%s/.%s.receipt" % (directory, name)) as handle:
+            receipt = json.load(handle)
+    except (OSError, ValueError):
+        receipt = None
+    if received is None or receipt is None:
+        raise LockboxError("snapshot %s of %s was not received here" % (name, request["guid"]))
+    if received["received_uuid"] != request.get("uuid") or receipt != {"bytes": request.get("bytes"),
+                                                                       "crc32": request.get("crc32")}:
+        _btrfs.subvolume_delete(runner, received["path"])
+        raise LockboxError("verification failed: %s received %s bytes (CRC-32 %s), the source sent %s bytes "
+                           "(CRC-32 %s); removed the copy" % (socket.gethostname(), receipt["bytes"],
+                                                              receipt["crc32"], request.get("bytes"),
+                                                              request.get("crc32")))
+    return received, finished
+
+
+def _network_id_here(host, record, guid, wanted):
+    """The copy's networkId here: the one it has; else the source's when free and valid here; else a new one."""
+    if record is not None:
+        return record["network_id"]
+    used = {r["network_id"] for r in host.all() if r.get("guid") != guid}
+    valid = isinstance(wanted, int) and not isinstance(wanted, bool) and \
+        _state.NETWORK_ID_FIRST <= wanted < _state.NETWORK_ID_LIMIT and \
+        (wanted - _state.NETWORK_ID_FIRST) % _state.NETWORK_ID_STEP == 0
+    return wanted if valid and wanted not in used else _state.allocate_network_id(used)
+
+
+def _swap_in(runner, layout, guid, received):
+    """A writable snapshot of ``received`` becomes the repository's subvolume; the previous one goes."""
+    subvolume = layout.subvolume(guid)
+    incoming, outgoing = subvolume + ".incoming", subvolume + ".previous"
+    for leftover in (incoming, outgoing):
+        if _btrfs.is_subvolume(leftover):
+            _btrfs.subvolume_delete(runner, leftover)
+    os.makedirs(layout.repositories, mode=0o700, exist_ok=True)
+    _btrfs.snapshot(runner, received["path"], incoming)
+    if _btrfs.is_subvolume(subvolume):
+        os.rename(subvolume, outgoing)
+    os.rename(incoming, subvolume)
+    if _btrfs.is_subvolume(outgoing):
+        _btrfs.subvolume_delete(runner, outgoing)
+
+
+def commit(runner, layout, request):
+    guid = _rules.check_guid(request.get("guid"))
     directory = snapshots_dir(layout, guid)
     layout.check_datastore()
     with _state.HostState(layout.state_dir) as host:
         record = _where(host, request.get("name"), guid)
         _refuse_open(layout, record)
-        finished, _half = list_snapshots(runner, directory)
-        received = next((s for s in finished if s["name"] == name), None)
-        try:
-            with open("%s/.%s.receipt" % (directory, name)) as handle:
-                receipt = json.load(handle)
-        except (OSError, ValueError):
-            receipt = None
-        if received is None or receipt is None:
-            raise LockboxError("snapshot %s of %s was not received here" % (name, guid))
-        if received["received_uuid"] != request.get("uuid") or receipt != {"bytes": request.get("bytes"),
-                                                                           "crc32": request.get("crc32")}:
-            _btrfs.subvolume_delete(runner, received["path"])
-            raise LockboxError("verification failed: %s received %s bytes (CRC-32 %s), the source sent %s bytes "
-                               "(CRC-32 %s); removed the copy" % (socket.gethostname(), receipt["bytes"],
-                                                                  receipt["crc32"], request.get("bytes"),
-                                                                  request.get("crc32")))
-        fields = {k: request["record"].get(k) for k in _RECORD_FIELDS}
+        received, finished = _checked_receipt(runner, directory, request)
+        fields = {k: (request.get("record") or {}).get(k) for k in _RECORD_FIELDS}
         if fields["guid"] != guid or fields["name"] != request.get("name"):
             raise InvalidInput("the record sent is not that of %s" % guid)
-        used = {r["network_id"] for r in host.all() if r.get("guid") != guid}
-        wanted = request.get("network_id")
-        if record is not None:
-            network_id = record["network_id"]
-        elif isinstance(wanted, int) and wanted not in used and _state.NETWORK_ID_FIRST <= wanted < \
-                _state.NETWORK_ID_LIMIT and (wanted - _state.NETWORK_ID_FIRST) % _state.NETWORK_ID_STEP == 0:
-            network_id = wanted
-        else:
-            network_id = _state.allocate_network_id(used)
+        network_id = _network_id_here(host, record, guid, request.get("network_id"))
         new = dict(record or {}, **fields)
-        new.update(network_id=network_id, subnet=_state.subnet(network_id), received_snapshot=name,
+        new.update(network_id=network_id, subnet=_state.subnet(network_id), received_snapshot=received["name"],
                    received=_state.now(), status=record["status"] if record else RECEIVING)
         host.put(new)
-        subvolume = layout.subvolume(guid)
-        incoming, outgoing = subvolume + ".incoming", subvolume + ".previous"
-        for leftover in (incoming, outgoing):
-            if _btrfs.is_subvolume(leftover):
-                _btrfs.subvolume_delete(runner, leftover)
-        os.makedirs(layout.repositories, mode=0o700, exist_ok=True)
-        _btrfs.snapshot(runner, received["path"], incoming)
-        if _btrfs.is_subvolume(subvolume):
-            os.rename(subvolume, outgoing)
-        os.rename(incoming, subvolume)
-        if _btrfs.is_subvolume(outgoing):
-            _btrfs.subvolume_delete(runner, outgoing)
+        _swap_in(runner, layout, guid, received)
         store = _repo_secret.SecretStore(layout.state_dir, guid)
         with store.locked():
             store.replace({k: tuple(v) for k, v in (request.get("secrets") or {}).items()})
         new["status"] = _state.READY
         host.put(new)
         for old in finished:
-            if old["name"] != name:
+            if old["name"] != received["name"]:
                 _btrfs.subvolume_delete(runner, old["path"])
         for entry in os.listdir(directory):
             if entry.endswith(".receipt"):

@@ -303,7 +303,7 @@ def _transfer_command(runner, layout, options):
     if options.verb == "serve":
         words = shlex.split(os.environ.get("SSH_ORIGINAL_COMMAND", ""))
     else:
-        words = ["renet", "transfer", options.verb] + list(options.args)
+        words = ["renet", "transfer", options.verb, *options.args]
     _transfer.serve(runner, layout, words, sys.stdin.buffer, sys.stdout)
     return 0
 

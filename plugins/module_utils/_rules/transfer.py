@@ -45,19 +45,19 @@ def common_base(local, remote):
 
 def snapshot_name(moment, suffix):
     """``<UTC stamp>-<6 hex>``: sorts by time; the suffix keeps two hosts' names of one second apart."""
-    if not _SUFFIX.match(suffix):
+    if not _SUFFIX.fullmatch(suffix):
         raise InvalidInput("snapshot suffix %r is not 6 lowercase hex digits" % (suffix,))
     return "%s-%s" % (moment.astimezone(datetime.timezone.utc).strftime(_STAMP), suffix)
 
 
 def check_snapshot_name(name):
-    if not isinstance(name, str) or not _SNAPSHOT.match(name):
+    if not isinstance(name, str) or not _SNAPSHOT.fullmatch(name):
         raise InvalidInput("%r is not a transfer snapshot name (<UTC stamp>-<6 hex>)" % (name,))
     return name
 
 
 def check_guid(guid):
-    if not isinstance(guid, str) or not _GUID.match(guid):
+    if not isinstance(guid, str) or not _GUID.fullmatch(guid):
         raise InvalidInput("%r is not a repository GUID" % (guid,))
     return guid
 

@@ -124,7 +124,7 @@ btrfs subvolume snapshot ${7:-} "$source" "$target" >/dev/null 2>>"$errors"
 """
 
 
-def snapshot(runner, source, target, *, freeze=None, errors="/dev/null", pause_marker="", readonly=False):  # noqa: PLR0917
+def snapshot(runner, source, target, *, freeze=None, errors="/dev/null", pause_marker="", readonly=False):
     """Snapshot subvolume ``source`` as ``target`` (``readonly``: what ``btrfs send`` needs); freeze
     the filesystem at ``freeze`` (the repository's mount point) only for that instant so the copy
     is clean."""

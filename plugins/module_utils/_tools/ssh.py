@@ -30,12 +30,12 @@ SSH_FAILED = 255
 class Target:
     """Where a repository goes: an address the source reaches, the SSH port and user, this host's key."""
 
-    def __init__(self, address, port=22, user="root", identity=IDENTITY, known_hosts=KNOWN_HOSTS):  # noqa: PLR0917
-        if not isinstance(address, str) or not _ADDRESS.match(address):
+    def __init__(self, address, *, port=22, user="root", identity=IDENTITY, known_hosts=KNOWN_HOSTS):
+        if not isinstance(address, str) or not _ADDRESS.fullmatch(address):
             raise InvalidInput("target address %r is not a host name or an IP address" % (address,))
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             raise InvalidInput("target port %r is not a TCP port (1-65535)" % (port,))
-        if not isinstance(user, str) or not _USER.match(user):
+        if not isinstance(user, str) or not _USER.fullmatch(user):
             raise InvalidInput("target user %r is not a user name" % (user,))
         self.address = address.strip("[]")
         self.port = port

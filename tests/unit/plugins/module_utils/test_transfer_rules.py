@@ -19,9 +19,39 @@ def test_the_newest_snapshot_the_target_received_is_the_base():
 def test_without_a_shared_snapshot_the_copy_goes_whole():
     assert _transfer.common_base(LOCAL, []) is None
     assert _transfer.common_base(LOCAL, [{"received_uuid": "u-other"}, {}]) is None
-    # A snapshot made on the target itself (no received_uuid) is no base: its blocks are not ours.
-    assert _transfer.common_base(LOCAL, [{"uuid": "u-10"}]) is None
+    assert _transfer.common_base(LOCAL, [{"uuid": "u-other", "received_uuid": None}]) is None
     assert _transfer.common_base([], [{"received_uuid": "u-10"}]) is None
+
+
+def test_a_snapshot_received_here_is_the_base_of_a_copy_back():
+    # Host a received r-1 from b (b's snapshot u-b1): a copy back to b names it by u-b1, which b holds.
+    local = [{"name": "20261125T120000Z-aaaaaa", "uuid": "r-1", "received_uuid": "u-b1", "time": 12}]
+    assert _transfer.common_base(local, [{"uuid": "u-b1", "received_uuid": None}])["name"] == local[0]["name"]
+    # ...but not by its own uuid, which no other host knows.
+    assert _transfer.common_base(local, [{"uuid": "r-1-elsewhere", "received_uuid": "r-1x"}]) is None
+    assert _transfer.identity(local[0]) == "u-b1"
+    assert _transfer.identity(LOCAL[0]) == "u-9"
+
+
+def test_snapshot_names_sort_by_time_and_refuse_anything_else():
+    import datetime
+    moment = datetime.datetime(2026, 11, 25, 13, 0, 5, tzinfo=datetime.timezone(datetime.timedelta(hours=2)))
+    assert _transfer.snapshot_name(moment, "0a1b2c") == "20261125T110005Z-0a1b2c"
+    assert _transfer.check_snapshot_name("20261125T110005Z-0a1b2c")
+    for bad in ("../x", "20261125T110005Z", "20261125T110005Z-0A1B2C", "x20261125T110005Z-0a1b2c", "", None, 5,
+                "20261125T110005Z-0a1b2c/..", "20261125T110005Z-0a1b2c\n"):
+        with pytest.raises(InvalidInput, match="not a transfer snapshot name"):
+            _transfer.check_snapshot_name(bad)
+    with pytest.raises(InvalidInput, match="6 lowercase hex"):
+        _transfer.snapshot_name(moment, "zzzzzz")
+
+
+@pytest.mark.parametrize("guid", ["../../etc", "AB606F8B-83E3-410B-BA96-A5089DB7C4ED", "", None,
+                                  "ab606f8b-83e3-410b-ba96-a5089db7c4ed/x", "ab606f8b83e3410bba96a5089db7c4ed"])
+def test_guids_are_checked(guid):
+    with pytest.raises(InvalidInput, match="not a repository GUID"):
+        _transfer.check_guid(guid)
+    assert _transfer.check_guid("ab606f8b-83e3-410b-ba96-a5089db7c4ed")
 
 
 @pytest.mark.parametrize("value, rate", [("10M", 10 << 20), ("1.5G", 3 << 29), ("64KiB", 65536), (1 << 20, 1 << 20),
