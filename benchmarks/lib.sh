@@ -45,13 +45,15 @@ bench_copy() {  # bench_copy NAME FILE...: benchmarks/NAME/FILE... and benchmark
 }
 
 bench_run() {  # bench_run NAME: runs /opt/lockbox/NAME/bench.py in the guest, saves its JSON under benchmarks/NAME/runs
-  local name=$1 out state shown=0 lines kind
+  # BENCH_EXTRA_ENV: more "KEY=VALUE" words for bench.py's environment.
+  local name=$1 out state shown=0 lines kind extra="" word
   kind="$(nproc) cores, $(awk '/^MemTotal:/ {printf "%d GiB", $2 / 1048576}' /proc/meminfo), $(uname -m)"
+  for word in ${BENCH_EXTRA_ENV:-}; do extra+=" -E $word"; done
   mkdir -p "benchmarks/$name/runs"
   out="benchmarks/$name/runs/$(date -u +%Y%m%dT%H%M%SZ).json"
   bench_ssh "systemd-run --unit=lockbox-bench --working-directory=/opt/lockbox/$name \
     -E PYTHONPATH=/opt/lockbox -E BENCH_ROUNDS=${BENCH_ROUNDS:-5} -E BENCH_ACCEL=${LOCKBOX_ACCEL:-tcg} \
-    -E 'BENCH_HOST_KIND=$kind' -E BENCH_COMMIT=$(git rev-parse --short HEAD) \
+    -E 'BENCH_HOST_KIND=$kind' -E BENCH_COMMIT=$(git rev-parse --short HEAD)$extra \
     -p StandardOutput=file:/opt/lockbox/bench.json -p StandardError=file:/opt/lockbox/bench.log \
     python3 /opt/lockbox/$name/bench.py"
   while :; do

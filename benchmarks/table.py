@@ -12,6 +12,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+def median(values):
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
 def newest(name):
     runs = sorted((HERE / name / "runs").glob("*.json"))
     for path in reversed(runs):
@@ -52,7 +57,13 @@ def operations_table(name):
         lines += ["", "Clone step, %s / %s: ours %.2f, floor %.2f" % (
             data["cases"][-1]["case"], data["cases"][0]["case"], last["ours_ms"] / first["ours_ms"],
             last["floor_ms"] / first["floor_ms"])]
-    elif "clone_16g_fragmented_vs_1g_fresh" in data:
+    sent = [(n, op) for n, op in data["operations"].items() if op.get("ours_bytes")]
+    if sent:
+        lines += ["", "| operation | bytes sent ours / floor (median) |", "|---|---|"]
+        for op_name, op in sent:
+            lines.append("| %s | %d / %d |" % (op_name.replace("_", " "), median(op["ours_bytes"]),
+                                              median(op["floor_bytes"])))
+    if "clone_16g_fragmented_vs_1g_fresh" in data and not data.get("cases"):
         lines += ["", "Clone step, 16 GiB fragmented / 1 GiB fresh: %.2f" % data["clone_16g_fragmented_vs_1g_fresh"]]
     return [*lines, ""]
 
@@ -103,6 +114,7 @@ def main():
     out += scale_table()
     out += hub_table()
     out += operations_table("hub_spawn")
+    out += operations_table("transfer")
     print("\n".join(out))
     return 0
 
