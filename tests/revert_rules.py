@@ -210,7 +210,12 @@ REVERTS = [
     ("transfer: the target serves three verbs", M + "_fleet/repo_transfer.py",
      '    if words[:2] != REMOTE or len(words) < 3:', '    if len(words) < 3:'),
     ("transfer: the meter paces to the limit", M + "_fleet/repo_transfer.py",
-     '            if ahead > 0:\n                self.sleep(ahead)', '            if False:\n                self.sleep(ahead)'),
+     '            if ahead > 0:\n                self.sleep(ahead)',
+     '            if False:\n                self.sleep(ahead)'),
+    ("takeover: a failed step puts the grand's data back", M + "_fleet/repo_takeover.py",
+     '            if ctx.get("moved"):', '            if False:'),
+    ("takeover: never into an open grand", M + "_fleet/repo_takeover.py",
+     '        if grand_seen.mapper or grand_seen.mount:', '        if False:'),
 ]
 ok = True
 for what, path, old, new in REVERTS:

@@ -73,7 +73,8 @@ def is_subvolume(path):
 
 # The identity fields of ``btrfs subvolume show`` (btrfs-progs 6.14 has no JSON form of it).
 _SHOW_KEYS = {"UUID": "uuid", "Parent UUID": "parent_uuid", "Received UUID": "received_uuid",
-              "Creation time": "created", "Subvolume ID": "id", "Generation": "generation", "Flags": "flags"}
+              "Creation time": "created", "Subvolume ID": "id", "Generation": "generation", "Flags": "flags",
+              "Gen at creation": "created_generation"}
 
 
 def parse_subvolume_show(text):
@@ -90,7 +91,7 @@ def parse_subvolume_show(text):
             found[_SHOW_KEYS[key]] = None if value in ("", "-") else value
     if not found.get("uuid"):
         raise LockboxError("btrfs subvolume show of %s has no UUID line" % found["path"])
-    for key in ("id", "generation"):
+    for key in ("id", "generation", "created_generation"):
         found[key] = int(found[key]) if found.get(key) else None
     found["readonly"] = "readonly" in (found.pop("flags", None) or "").split()
     return found

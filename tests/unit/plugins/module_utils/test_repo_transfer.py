@@ -12,6 +12,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_t
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repository as _repository
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import btrfs as _btrfs
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import ssh as _ssh
+
 from ...conftest import FakeRunner, fixture_text
 
 GUID = "ab606f8b-83e3-410b-ba96-a5089db7c4ed"
