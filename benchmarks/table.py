@@ -61,8 +61,8 @@ def operations_table(name):
     if sent:
         lines += ["", "| operation | bytes sent ours / floor (median) |", "|---|---|"]
         for op_name, op in sent:
-            lines.append("| %s | %d / %d |" % (op_name.replace("_", " "), median(op["ours_bytes"]),
-                                              median(op["floor_bytes"])))
+            ours, floor = median(op["ours_bytes"]), median(op["floor_bytes"])
+            lines.append("| %s | %d / %d |" % (op_name.replace("_", " "), ours, floor))
     if "clone_16g_fragmented_vs_1g_fresh" in data and not data.get("cases"):
         lines += ["", "Clone step, 16 GiB fragmented / 1 GiB fresh: %.2f" % data["clone_16g_fragmented_vs_1g_fresh"]]
     return [*lines, ""]

@@ -52,8 +52,8 @@ def test_the_fork_s_data_takes_over_and_the_old_data_becomes_a_backup_fork(host)
     assert backup["parent_guid"] == GRAND["guid"] and backup["is_fork"] and backup["status"] == "ready"
     assert backup["guid"] not in (GRAND["guid"], FORK["guid"]) and backup["network_id"] not in (2816, 2880)
     grand = record(tmp_path, "shop")
-    assert {k: grand[k] for k in ("guid", "network_id", "subnet")} == {k: GRAND[k] for k in ("guid", "network_id",
-                                                                                            "subnet")}
+    identity = ("guid", "network_id", "subnet")
+    assert {k: grand[k] for k in identity} == {k: GRAND[k] for k in identity}
     assert grand["taken_over_from"] == "shop:staging" and grand["taken_over_generation"] == 10
     # The grand's old data moved (a rename) to the backup's subvolume.
     assert (tmp_path / "ds" / "repositories" / backup["guid"] / "data").read_text() == "shop"
