@@ -170,9 +170,9 @@ def push(runner, layout, name, target, *, bandwidth=None, force=False, check_mod
     os.makedirs(directory, mode=0o700, exist_ok=True)
     _btrfs.snapshot(runner, layout.subvolume(guid), snapshot, freeze=layout.mount(guid) if seen.mount else None,
                     readonly=True)
+    allocated = os.stat(layout.image(guid)).st_blocks * 512
+    meter = Meter(name, total=None if base else allocated, limit=limit, progress_dir=progress_dir)
     try:
-        allocated = os.stat(layout.image(guid)).st_blocks * 512
-        meter = Meter(name, total=None if base else allocated, limit=limit, progress_dir=progress_dir)
         try:
             answer = runner.pipe(target.argv([*REMOTE, "receive", guid, stamp]),
                                  producer=_btrfs.send_argv(snapshot, base["path"] if base else None), meter=meter)
@@ -188,6 +188,7 @@ def push(runner, layout, name, target, *, bandwidth=None, force=False, check_mod
                    "secrets": {k: list(v) for k, v in secrets.items()}}
         committed = _ssh.call(runner, target, [*REMOTE, "commit"], payload)
     except BaseException:
+        meter.done()  # no stale line in renet transfer status
         _btrfs.subvolume_delete(runner, snapshot)  # nothing half-done here: the next run starts over
         raise
     for old in stale:
