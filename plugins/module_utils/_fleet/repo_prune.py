@@ -58,13 +58,14 @@ def prune(runner, layout, check_mode=False):
 
 
 def _plan_stray_snapshots(op, known):
-    """Transfer snapshots of repositories no record knows (deleted, or a copy that never finished)."""
+    """Transfer snapshots and backups of repositories no record knows (deleted, or a copy that never finished)."""
     layout = op.layout
-    snapshots = os.path.join(layout.datastore, "snapshots")
-    for entry in sorted(os.listdir(snapshots)) if os.path.isdir(snapshots) else []:
-        if entry not in known:
-            op.add("delete-snapshots", "delete the stray transfer snapshots %s" % layout.snapshots(entry),
-                   lambda e=entry: _repository.delete_snapshots(op.runner, layout.snapshots(e)))
+    for kind, path_of in (("transfer snapshots", layout.snapshots), ("backups", layout.backups)):
+        parent = os.path.dirname(path_of("x"))
+        for entry in sorted(os.listdir(parent)) if os.path.isdir(parent) else []:
+            if entry not in known:
+                op.add("delete-" + kind.split()[-1], "delete the stray %s %s" % (kind, path_of(entry)),
+                       lambda p=path_of(entry): _repository.delete_snapshots(op.runner, p))
 
 
 def run(runner, params, check_mode=False):

@@ -59,6 +59,10 @@ class Layout:
         """Read-only snapshots of a repository kept as the base of its next copy to another host."""
         return "%s/snapshots/%s" % (self.datastore, guid)
 
+    def backups(self, guid):
+        """Read-only snapshots of a repository kept as its backups (lockbox.fleet.repo_backup)."""
+        return "%s/backups/%s" % (self.datastore, guid)
+
     @staticmethod
     def mapper(guid):
         return MAPPER_PREFIX + guid
@@ -231,10 +235,10 @@ class Operation:
             self.add("remove-mount-point", "remove %s" % layout.mount(guid), lambda: rmdir_if_empty(layout.mount(guid)))
         if remove_record:
             name = observed.record["name"]
-            snapshots = layout.snapshots(guid)
-            if os.path.isdir(snapshots):
-                self.add("delete-snapshots", "delete the transfer snapshots of %s (%s)" % (name, snapshots),
-                         lambda: delete_snapshots(runner, snapshots))
+            for kind, directory in (("transfer snapshots", layout.snapshots(guid)), ("backups", layout.backups(guid))):
+                if os.path.isdir(directory):
+                    self.add("delete-" + kind.split()[-1], "delete the %s of %s (%s)" % (kind, name, directory),
+                             lambda d=directory: delete_snapshots(runner, d))
             store = _repo_secret.SecretStore(layout.state_dir, guid)
             if os.path.exists(store.path):
                 self.add("forget-secrets", "remove the secrets of %s" % name, store.forget)

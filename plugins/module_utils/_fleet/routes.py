@@ -39,10 +39,10 @@ def _dns_label(text):
 
 
 def check_router_settings(machine, base_domain):
-    if not machine or not _LABEL.match(_dns_label(machine)):
+    if not machine or not _LABEL.fullmatch(_dns_label(machine)):
         raise InvalidInput("machine must give a DNS label for route names, got %r" % (machine,))
     labels = (base_domain or "").split(".")
-    if not base_domain or not all(_LABEL.match(label) for label in labels):
+    if not base_domain or not all(_LABEL.fullmatch(label) for label in labels):
         raise InvalidInput("base_domain must be a DNS name such as example.com, got %r" % (base_domain,))
 
 
@@ -63,7 +63,7 @@ def wildcard_of(record, machine, base_domain):
 
 def _ports(value):
     value = (value or "").replace(" ", "")
-    return [int(p) for p in value.split(",")] if value and _PORTS.match(value) else []
+    return [int(p) for p in value.split(",")] if value and _PORTS.fullmatch(value) else []
 
 
 def _running_services(runner, state_dir, socket_dir):

@@ -41,7 +41,7 @@ def parse_public_key(text):
     if kind not in KEY_TYPES:
         raise InvalidInput("public_key type %r is not an SSH public key type (%s); key options such as command= "
                            "are set by lockbox, never taken from the key" % (kind[:40], ", ".join(KEY_TYPES)))
-    if not _BASE64.match(blob):
+    if not _BASE64.fullmatch(blob):
         raise InvalidInput("public_key data is not base64")
     try:
         raw = base64.b64decode(blob, validate=True)

@@ -53,7 +53,7 @@ def check_segment(value, what, limit):
         raise InvalidInput("%s must not contain a NUL byte" % what)
     if len(value) > limit:
         raise InvalidInput("%s %r is too long (%d characters, at most %d)" % (what, value, len(value), limit))
-    if ".." in value or not _SEGMENT.match(value):
+    if ".." in value or not _SEGMENT.fullmatch(value):
         raise InvalidInput(
             "%s %r is not valid: use letters, digits, '.', '_' and '-', starting with a letter or digit "
             "(no '/', spaces, ':' or '..')" % (what, value))

@@ -95,7 +95,7 @@ def socket_entries(socket_dir=_repo_daemon.SOCKET_DIR):
         return {}
     found = {}
     for entry in entries:
-        match = re.match(r"docker-(\d+)\.sock$", entry)
+        match = re.fullmatch(r"docker-(\d+)\.sock", entry)
         if match:
             found[int(match.group(1))] = os.path.join(socket_dir, entry)
     return found

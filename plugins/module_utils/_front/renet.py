@@ -28,6 +28,12 @@
     renet hub gc WORKSPACE_DIR [--max-age=30d] [--dry-run] [--json]
                                          remove users' data-roots unused longer than that whose daemon
                                          is no longer configured (workspaces stay)
+    renet backup take NAME [--cold] | list NAME [--json] | verify NAME [--at AT] --key-file K
+    renet backup restore NAME [--at AT] --as NEW
+                                         backups of a repository on this host (docs/backup.md)
+    renet backup run STRATEGY | check FILE
+                                         a strategy of /etc/rediacc/backup (what its timer runs) | check
+                                         a strategy file
     renet watchdog [--interval S] [--once]
                                          start stopped containers per their saved restart policy,
                                          on each daemon's events; a safety pass every S seconds
@@ -149,6 +155,14 @@ def _parser():
                           help="status: the copies under way here; serve: the target side, as the transfer "
                                "key's forced command (reads SSH_ORIGINAL_COMMAND)")
     transfer.add_argument("args", nargs="*", help="receive: GUID SNAPSHOT")
+    backup = commands.add_parser("backup", help="backups of repositories on this host (docs/backup.md)")
+    backup.add_argument("verb", choices=("take", "list", "verify", "restore", "run", "check"))
+    backup.add_argument("name", help="the repository (run: the strategy; check: the strategy file)")
+    backup.add_argument("--cold", action="store_true", help="take: down() for the snapshot, then up()")
+    backup.add_argument("--at", help="verify, restore: a backup's name, or a time (the newest at or before it)")
+    backup.add_argument("--as", dest="restore_as", metavar="NEW", help="restore: the new repository's name")
+    backup.add_argument("--key-file", help="verify: the repository's key file (root-only)")
+    backup.add_argument("--json", action="store_true", help="print the result as JSON")
     _hub_parser(commands)
     watchdog = commands.add_parser("watchdog", help="restart stopped containers per their saved policy")
     watchdog.add_argument("--interval", type=float, default=_watchdog.SAFETY_PASS)
@@ -257,7 +271,7 @@ def _operation(layout, options, environ):
     """(repository, what is asked) of a mutating or shell command, or (None, None) for the others."""
     verb = getattr(options, "verb", None)
     guarded = {"up": True, "down": True, "sandbox": True, "checkpoint": verb != "list",
-               "secret": verb in ("set", "unset")}
+               "secret": verb in ("set", "unset"), "backup": verb in ("take", "restore")}
     if guarded.get(options.command):
         name = options.repo if options.command == "sandbox" else options.name
         return name, " ".join(["renet", options.command, *([verb] if verb else [])])
@@ -305,6 +319,31 @@ def _transfer_command(runner, layout, options):
     else:
         words = ["renet", "transfer", options.verb, *options.args]
     _transfer.serve(runner, layout, words, sys.stdin.buffer, sys.stdout)
+    return 0
+
+
+def _backup_command(runner, layout, options):
+    from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_backup as _backup
+    if options.verb == "check":
+        _backup.load_strategy(runner, options.name, check_calendar=True)
+        _say("renet backup: %s is a valid strategy" % options.name)
+        return 0
+    if options.verb == "run":
+        return _backup.run_strategy(runner, options.name, say=_say)
+    if options.verb == "list":
+        result = _backup.listing(layout, options.name)
+    elif options.verb == "take":
+        result = _backup.backup(runner, layout, options.name, mode="cold" if options.cold else "hot")
+    elif options.verb == "verify":
+        result = _backup.verify(runner, layout, options.name, _repository.key_from(key_file=options.key_file),
+                                at=options.at)
+    else:
+        if not options.restore_as:
+            raise InvalidInput("restore needs --as NEW: the name of the repository the backup becomes")
+        result = _backup.restore(runner, layout, options.name, options.restore_as, at=options.at)
+    _say(json.dumps(result, indent=2, sort_keys=True) if options.json or options.verb != "list" else
+         "\n".join("%s  %s" % (b["name"], "sha256 " + b["sha256"] if b["sha256"] else "not verified yet")
+                   for b in result) or "no backups of %s" % options.name)
     return 0
 
 
@@ -422,6 +461,7 @@ COMMANDS = {
     "secret": lambda _runner, layout, options: _secret_command(layout, options, sys.stdin),
     "up": _lifecycle_command, "down": _lifecycle_command, "sandbox": _sandbox_command,
     "task": _task_command, "hub": _hub_command, "transfer": _transfer_command,
+    "backup": _backup_command,
 }
 
 

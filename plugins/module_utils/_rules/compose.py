@@ -107,7 +107,7 @@ def custom_domains(labels):
     for key, value in labels.items():
         if key.startswith("traefik.http.routers.") and key.endswith(".rule"):
             for arguments in _HOST_RULE.findall(str(value)):
-                found.update(name.lower() for name in _QUOTED.findall(arguments) if _DNS_NAME.match(name.lower()))
+                found.update(name.lower() for name in _QUOTED.findall(arguments) if _DNS_NAME.fullmatch(name.lower()))
     return sorted(found)
 
 

@@ -62,7 +62,7 @@ def is_host_service(service):
 
 def check_username(name):
     """The user's key on disk and in unit names (lower case); raise for a name that cannot be one."""
-    if not isinstance(name, str) or not _USER.match(name) or ".." in name:
+    if not isinstance(name, str) or not _USER.fullmatch(name) or ".." in name:
         raise InvalidInput("user name %r is not accepted: 1-64 characters of letters, digits and . _ @ + -, "
                            "starting with a letter or digit" % (name,))
     return name.lower()
@@ -90,7 +90,7 @@ def _workspace(value):
 
 
 def _matching(pattern):
-    return lambda value: value if pattern.match(value) else None
+    return lambda value: value if pattern.fullmatch(value) else None
 
 
 def _one_of(*allowed):
@@ -132,7 +132,7 @@ def _check_field(field, value, problems, where):
 
 def _route(key, value, problems, routes):
     prefix = key[len(PREFIX + "route."):]
-    if not _DNS_LABEL.match(prefix):
+    if not _DNS_LABEL.fullmatch(prefix):
         problems.append("%s: the route prefix must be one lower-case DNS label" % key)
     elif not value.strip().isdigit() or not 0 < int(value) < 65536:
         problems.append("%s=%r: expected a port between 1 and 65535" % (key, value))
@@ -142,7 +142,7 @@ def _route(key, value, problems, routes):
 
 def _template_label(key, value, problems, named):
     name, _dot, field = key[len(PREFIX + "templates."):].partition(".")
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         problems.append("%s: a template name is lower-case letters, digits, _ and -" % key)
     elif field not in TEMPLATE_FIELDS:
         problems.append("%s: unknown template field (known: %s)" % (key, ", ".join(TEMPLATE_FIELDS)))
@@ -229,7 +229,7 @@ def parse_start(argv, mount=None):
     if not 0 < options["network_id"] < FIRST_USER_NETWORK_ID:
         problems.append("--network-id %d is not a repository's networkId" % options["network_id"])
     domain = options["base_domain"].strip().lower()
-    if not all(_DNS_LABEL.match(label) for label in domain.split(".")) or "." not in domain:
+    if not all(_DNS_LABEL.fullmatch(label) for label in domain.split(".")) or "." not in domain:
         problems.append("--base-domain %r is not a DNS name such as example.com" % options["base_domain"])
     options["base_domain"] = domain
     try:
@@ -244,7 +244,7 @@ def parse_start(argv, mount=None):
         options["workspace_dir"] = workspace
     except InvalidInput as exc:
         problems.append(exc.msg)
-    if options["container_image"] and not _IMAGE.match(options["container_image"]):
+    if options["container_image"] and not _IMAGE.fullmatch(options["container_image"]):
         problems.append("--container-image %r is not an image reference" % options["container_image"])
     if problems:
         raise InvalidInput("hub start: " + "; ".join(problems))
@@ -282,9 +282,9 @@ def traefik_routers(labels, hosts):
     for key, value in sorted(labels.items()):
         if not key.lower().startswith("traefik."):
             continue
-        match = _TRAEFIK_ROUTER.match(key)
+        match = _TRAEFIK_ROUTER.fullmatch(key)
         if not match:
-            if not _TRAEFIK_IGNORED.match(key):
+            if not _TRAEFIK_IGNORED.fullmatch(key):
                 ignored.append(key)
             continue
         name, field = match.group(1), match.group(2).lower()
@@ -320,7 +320,7 @@ _HUB_VARIABLE = re.compile(r"^HUB_[A-Z0-9_]{1,64}$")
 
 
 def is_hub_variable(name):
-    return bool(_HUB_VARIABLE.match(str(name)))
+    return bool(_HUB_VARIABLE.fullmatch(str(name)))
 
 
 def parse_env_file(text):
@@ -351,7 +351,7 @@ def oauth_settings(environ):
     for name in ("HUB_OAUTH_AUTHORIZE_URL", "HUB_OAUTH_TOKEN_URL", "HUB_OAUTH_USERINFO_URL",
                  "HUB_OAUTH_REDIRECT_URI"):
         value = (environ.get(name) or "").strip()
-        if value and not _URL.match(value):
+        if value and not _URL.fullmatch(value):
             problems.append("%s=%r is not an http(s) URL" % (name, value))
     path = (environ.get("HUB_OAUTH_USERINFO_PATH") or "").strip()
     if path and not all(part for part in path.split(".")):
@@ -376,7 +376,7 @@ def oauth_settings(environ):
 def safe_next(value):
     """A local path to go to after login (``/`` for anything else: no other host, no scheme)."""
     text = value if isinstance(value, str) else ""
-    return text if len(text) <= 2048 and _LOCAL_PATH.match(text) else "/"
+    return text if len(text) <= 2048 and _LOCAL_PATH.fullmatch(text) else "/"
 
 
 def userinfo_value(document, path):

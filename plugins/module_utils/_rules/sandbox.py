@@ -120,14 +120,14 @@ def _bare(path):
 
 def hijacks(method, path):
     """Whether the request may turn its connection into a raw stream (attach, exec start)."""
-    return method == "POST" and bool(_HIJACKING.match(_bare(path)))
+    return method == "POST" and bool(_HIJACKING.fullmatch(_bare(path)))
 
 
 def route(method, path):
     """How a request is handled: "pass", or the kind of body to judge; raises Refused."""
     bare = _bare(path)
     for allowed, pattern, how in ENDPOINTS:
-        if allowed == method and pattern.match(bare):
+        if allowed == method and pattern.fullmatch(bare):
             return how
     raise Refused("the repository sandbox does not allow %s %s (containers, execs, images and volumes of this "
                   "repository only; no networks, plugins, swarm or checkpoints)" % (method, bare))

@@ -29,7 +29,7 @@ CREATE, UNCHANGED, OVERWRITE, ROTATE = "created", "unchanged", "overwritten", "r
 
 
 def check_key(key):
-    if not isinstance(key, str) or not KEY_PATTERN.match(key):
+    if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
         raise InvalidInput("secret key %r is not valid: use A-Z, 0-9 and '_', starting with a letter, at most 64 "
                            "characters (it becomes %s<KEY>)" % (key, ENV_PREFIX))
     return key

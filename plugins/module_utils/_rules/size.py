@@ -26,7 +26,7 @@ def parse_size(value, what="size"):
         number = value
     else:
         text = str(value)
-        match = _SIZE_RE.match(text)
+        match = _SIZE_RE.fullmatch(text)
         if not match or (match.group("suffix") == "iB" and not match.group("unit")):
             raise InvalidInput(
                 "%s %r is not a size: use a number of bytes or a number with a unit "

@@ -12,7 +12,7 @@ _FUNCTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 def call_function(runner, directory, function, env, file_name="Rediaccfile"):
     """``source ./<file_name>`` then ``function`` (no ``set -e``: the function's status decides)."""
-    if not _FUNCTION.match(function):
+    if not _FUNCTION.fullmatch(function):
         raise ValueError("not a shell function name: %r" % function)
     script = ('source ./%s\nif declare -F %s >/dev/null; then %s; else echo "no %s()"; fi'
               % (file_name, function, function, function))

@@ -44,9 +44,10 @@ def luks_format(runner, image, key, kind):
                 KEY_FROM_STDIN, image], stdin=key)
 
 
-def luks_open(runner, device, mapper, key):
+def luks_open(runner, device, mapper, key, readonly=False):
     try:
-        runner.run(["cryptsetup", "open", "--type", "luks2", KEY_FROM_STDIN, device, mapper], stdin=key)
+        runner.run(["cryptsetup", "open", "--type", "luks2"] + (["--readonly"] if readonly else [])
+                   + [KEY_FROM_STDIN, device, mapper], stdin=key)
     except LockboxError as exc:
         if exc.rc == WRONG_KEY_RC:
             raise LockboxError("wrong key: no keyslot of %s opens with the key given" % device,

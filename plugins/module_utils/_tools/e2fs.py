@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.text import key_values
 
 
@@ -26,3 +27,16 @@ def size(runner, device):
 
 def grow(runner, device):
     runner.run(["resize2fs", device])
+
+
+FSCK_CLEAN_RCS = (0,)
+
+
+def check_readonly(runner, device):
+    """``e2fsck -n -f``: a full check that writes nothing. "clean", or an error with e2fsck's findings."""
+    result = runner.run(["e2fsck", "-n", "-f", device], ok_rcs=(0, 1, 2, 4, 8))
+    if result.rc not in FSCK_CLEAN_RCS:
+        raise LockboxError("e2fsck -n found errors in %s (rc %d): %s" % (device, result.rc,
+                                                                       (result.stdout + result.stderr).strip()[-800:]),
+                           cmd=result.argv, rc=result.rc, stderr=result.stderr)
+    return "clean"

@@ -38,9 +38,9 @@ def refresh_capacity(runner, device):
     runner.run(["losetup", "--set-capacity", device])
 
 
-def attach(runner, image):
-    """Attach ``image`` to the first free loop device and return its name."""
-    return runner.run(["losetup", "--find", "--show", image]).stdout.strip()
+def attach(runner, image, readonly=False):
+    """Attach ``image`` to the first free loop device (``readonly``: no write can reach it); its name."""
+    return runner.run(["losetup", "--find", "--show"] + (["--read-only"] if readonly else []) + [image]).stdout.strip()
 
 
 def detach(runner, device):

@@ -94,3 +94,11 @@ def quote_environment(name, value):
     """``Environment=`` value for one variable, taken literally."""
     text = "%s=%s" % (_unit_text(name, "a variable name"), _unit_text(value, "the value of %s" % name))
     return '"%s"' % text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+
+
+def check_calendar(runner, expression):
+    """systemd's own verdict on a calendar expression (OnCalendar=); a clear error when it is not one."""
+    result = runner.run(["systemd-analyze", "calendar", "--", expression], ok_rcs=(0, 1))
+    if result.rc != 0:
+        raise InvalidInput("schedule %r is not a systemd calendar expression: %s"
+                           % (expression, (result.stderr or result.stdout).strip()[-300:]))
