@@ -327,8 +327,27 @@ def listing(layout, name):
             for n, path in list_backups(layout, record["guid"]).items()]
 
 
+def check_strategy(runner, strategy, check_calendar=False):
+    """``strategy`` checked in full (``check_calendar``: its schedule by systemd-analyze too)."""
+    strategy = _rules.check_strategy(strategy, _state.check_name)
+    if check_calendar:
+        _systemd.check_calendar(runner, strategy["schedule"])
+    return strategy
+
+
+def check_strategies(runner, strategies):
+    """A role's whole list of strategies, checked before any of them is written; names unique."""
+    if not isinstance(strategies, list):
+        raise InvalidInput("backup strategies are a list, got %s" % type(strategies).__name__)
+    checked = [check_strategy(runner, s, check_calendar=True) for s in strategies]
+    names = [s["name"] for s in checked]
+    if len(set(names)) != len(names):
+        raise InvalidInput("two backup strategies are named %s" % sorted(n for n in names if names.count(n) > 1)[0])
+    return checked
+
+
 def load_strategy(runner, path, check_calendar=False):
-    """The strategy in file ``path``, checked in full (``check_calendar``: by systemd-analyze too)."""
+    """The strategy in file ``path``, checked in full."""
     try:
         with open(path) as handle:
             strategy = json.load(handle)
@@ -336,10 +355,7 @@ def load_strategy(runner, path, check_calendar=False):
         raise InvalidInput("cannot read backup strategy %s: %s" % (path, exc.strerror)) from None
     except ValueError as exc:
         raise InvalidInput("backup strategy %s is not JSON: %s" % (path, exc)) from None
-    strategy = _rules.check_strategy(strategy, _state.check_name)
-    if check_calendar:
-        _systemd.check_calendar(runner, strategy["schedule"])
-    return strategy
+    return check_strategy(runner, strategy, check_calendar=check_calendar)
 
 
 def run_strategy(runner, name, say, directory=STRATEGY_DIR):

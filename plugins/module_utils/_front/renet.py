@@ -31,9 +31,9 @@
     renet backup take NAME [--cold] | list NAME [--json] | verify NAME [--at AT] --key-file K
     renet backup restore NAME [--at AT] --as NEW
                                          backups of a repository on this host (docs/backup.md)
-    renet backup run STRATEGY | check FILE
+    renet backup run STRATEGY | check FILE|-
                                          a strategy of /etc/rediacc/backup (what its timer runs) | check
-                                         a strategy file
+                                         a strategy file (-: a JSON list of strategies on stdin)
     renet watchdog [--interval S] [--once]
                                          start stopped containers per their saved restart policy,
                                          on each daemon's events; a safety pass every S seconds
@@ -157,7 +157,7 @@ def _parser():
     transfer.add_argument("args", nargs="*", help="receive: GUID SNAPSHOT")
     backup = commands.add_parser("backup", help="backups of repositories on this host (docs/backup.md)")
     backup.add_argument("verb", choices=("take", "list", "verify", "restore", "run", "check"))
-    backup.add_argument("name", help="the repository (run: the strategy; check: the strategy file)")
+    backup.add_argument("name", help="the repository (run: the strategy; check: the strategy file, - for a list on stdin)")
     backup.add_argument("--cold", action="store_true", help="take: down() for the snapshot, then up()")
     backup.add_argument("--at", help="verify, restore: a backup's name, or a time (the newest at or before it)")
     backup.add_argument("--as", dest="restore_as", metavar="NEW", help="restore: the new repository's name")
@@ -325,6 +325,13 @@ def _transfer_command(runner, layout, options):
 def _backup_command(runner, layout, options):
     from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_backup as _backup
     if options.verb == "check":
+        if options.name == "-":  # the role's whole list, before any file is written
+            try:
+                strategies = json.load(sys.stdin)
+            except ValueError as exc:
+                raise InvalidInput("the backup strategies on stdin are not JSON: %s" % exc) from None
+            _say("renet backup: %d valid strategies" % len(_backup.check_strategies(runner, strategies)))
+            return 0
         _backup.load_strategy(runner, options.name, check_calendar=True)
         _say("renet backup: %s is a valid strategy" % options.name)
         return 0

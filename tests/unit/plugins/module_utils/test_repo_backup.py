@@ -291,3 +291,17 @@ def test_a_strategy_run_backs_up_each_repository_and_goes_on_after_a_failure(hos
     assert said[2].startswith("renet backup nightly: depot: took ")
     with pytest.raises(InvalidInput, match="strategy name"):
         _backup.run_strategy(runner, "../nightly", said.append, directory=str(directory))
+
+
+def test_a_role_s_strategies_are_checked_together_before_any_is_written():
+    runner = FakeRunner()
+    runner.answer(["systemd-analyze", "calendar", "--", "hourly"], "  Original form: hourly\n")
+    runner.answer(["systemd-analyze", "calendar", "--", "Mon..Fry 25:00"], rc=1)
+    good = {"name": "a", "repositories": ["shop"], "schedule": "hourly", "retention": {"last": 1}}
+    assert [s["name"] for s in _backup.check_strategies(runner, [good, dict(good, name="b")])] == ["a", "b"]
+    with pytest.raises(InvalidInput, match="two backup strategies are named a"):
+        _backup.check_strategies(runner, [good, good])
+    with pytest.raises(InvalidInput, match="is not a systemd calendar expression"):
+        _backup.check_strategies(runner, [good, dict(good, name="b", schedule="Mon..Fry 25:00")])
+    with pytest.raises(InvalidInput, match="are a list"):
+        _backup.check_strategies(runner, good)
