@@ -17,15 +17,15 @@ description:
     instant (crash-consistent, no downtime). O(mode=cold) runs C(down()) of every Rediaccfile,
     takes the snapshot and runs C(up()) again, and returns the outage in RV(outage_ms); a
     repository that is not up is simply snapshotted. No new backup is taken while the newest one
-    holds the repository's current data (nothing was written since): C(changed=false).
+    holds the repository's current data (nothing was written since), and C(changed=false).
   - O(retention) (after a backup, or alone with O(action=prune)) removes exactly the backups that
     no rule keeps (the newest O(retention.last), and the newest of each of the last N hours, days,
     ISO weeks, months that have one; UTC).
   - O(action=verify) reads every byte of a backup (BTRFS checks each block's checksum as it is
-    read), compares its SHA-256 with the one recorded at its first verify (recording it then:
+    read), compares its SHA-256 with the one recorded at its first verify (recording it then,
     C(changed=true)), and opens it read-only with the key for a full C(e2fsck -n).
-  - O(action=restore) makes a backup the repository O(restore_as): a fork of O(name) when that is
-    C(<name>:<tag>) (then M(lockbox.fleet.repo_takeover) puts the data back in place, the
+  - O(action=restore) makes a backup the repository O(restore_as), which is a fork of O(name) when
+    that is C(<name>:<tag>) (then M(lockbox.fleet.repo_takeover) puts the data back in place, the
     repository keeping its identity), otherwise a new repository. Like a fork it gets its own
     GUID, networkId and LUKS UUID, and no secrets. It is left closed.
   - One backup, prune, verify or restore at a time per datastore; another is refused with an error.

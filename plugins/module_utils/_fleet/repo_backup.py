@@ -216,8 +216,8 @@ def verify(runner, layout, name, key, *, at=None, check_mode=False):
         try:
             digest, size = _sha256(image)
         except OSError as exc:
-            raise LockboxError("backup %s of %s is damaged: reading %s failed (%s)" % (chosen, name, image,
-                                                                                      exc.strerror)) from None
+            raise LockboxError("backup %s of %s is damaged: reading %s failed (%s)"
+                               % (chosen, name, image, exc.strerror)) from None
         recorded_file = backups[chosen] + CHECKSUM_SUFFIX
         recorded = _read(recorded_file)
         if recorded is not None and recorded != digest:
@@ -226,8 +226,8 @@ def verify(runner, layout, name, key, *, at=None, check_mode=False):
         fsck = _trial_open(runner, image, key)
         actions = []
         if recorded is None:
-            actions.append({"action": "record-checksum", "detail": "record SHA-256 %s in %s" % (digest,
-                                                                                             recorded_file)})
+            actions.append({"action": "record-checksum",
+                            "detail": "record SHA-256 %s in %s" % (digest, recorded_file)})
             if not check_mode:
                 _write(recorded_file, digest)
         return {"changed": bool(actions), "actions": actions, "backup": chosen, "sha256": digest, "bytes": size,
@@ -370,9 +370,9 @@ def run_strategy(runner, name, say, directory=STRATEGY_DIR):
             failed += 1
             say("renet backup %s: %s: FAILED: %s" % (name, repository, exc.msg))
             continue
+        outage = "" if result["outage_ms"] is None else ", outage %.1f ms" % result["outage_ms"]
         taken = "kept %s (unchanged since)" % result["backup"] if result.get("unchanged_since") else \
-            "took %s (%s%s)" % (result["backup"], result["mode"], ", outage %.1f ms" % result["outage_ms"]
-                               if result["outage_ms"] is not None else "")
+            "took %s (%s%s)" % (result["backup"], result["mode"], outage)
         say("renet backup %s: %s: %s; expired %d%s" % (name, repository, taken, len(result["expired"]), (
             ": " + ", ".join(result["expired"])) if result["expired"] else ""))
     return 1 if failed else 0

@@ -64,8 +64,9 @@ def _plan_stray_snapshots(op, known):
         parent = os.path.dirname(path_of("x"))
         for entry in sorted(os.listdir(parent)) if os.path.isdir(parent) else []:
             if entry not in known:
-                op.add("delete-" + kind.split()[-1], "delete the stray %s %s" % (kind, path_of(entry)),
-                       lambda p=path_of(entry): _repository.delete_snapshots(op.runner, p))
+                path = path_of(entry)
+                op.add("delete-" + kind.split()[-1], "delete the stray %s %s" % (kind, path),
+                       lambda p=path: _repository.delete_snapshots(op.runner, p))
 
 
 def run(runner, params, check_mode=False):

@@ -100,6 +100,18 @@ def _hub_parser(commands):
     hub.add_argument("--check", action="store_true", help="install/uninstall: print the plan, change nothing")
 
 
+def _backup_parser(commands):
+    backup = commands.add_parser("backup", help="backups of repositories on this host (docs/backup.md)")
+    backup.add_argument("verb", choices=("take", "list", "verify", "restore", "run", "check"))
+    backup.add_argument("name", help="the repository (run: the strategy; check: the strategy file, - for a list "
+                                     "on stdin)")
+    backup.add_argument("--cold", action="store_true", help="take: down() for the snapshot, then up()")
+    backup.add_argument("--at", help="verify, restore: a backup's name, or a time (the newest at or before it)")
+    backup.add_argument("--as", dest="restore_as", metavar="NEW", help="restore: the new repository's name")
+    backup.add_argument("--key-file", help="verify: the repository's key file (root-only)")
+    backup.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="renet", description="lockbox host runtime (renet compatible)")
     parser.add_argument("--datastore", default=os.environ.get("LOCKBOX_DATASTORE", _repository.DEFAULT_DATASTORE))
@@ -155,14 +167,7 @@ def _parser():
                           help="status: the copies under way here; serve: the target side, as the transfer "
                                "key's forced command (reads SSH_ORIGINAL_COMMAND)")
     transfer.add_argument("args", nargs="*", help="receive: GUID SNAPSHOT")
-    backup = commands.add_parser("backup", help="backups of repositories on this host (docs/backup.md)")
-    backup.add_argument("verb", choices=("take", "list", "verify", "restore", "run", "check"))
-    backup.add_argument("name", help="the repository (run: the strategy; check: the strategy file, - for a list on stdin)")
-    backup.add_argument("--cold", action="store_true", help="take: down() for the snapshot, then up()")
-    backup.add_argument("--at", help="verify, restore: a backup's name, or a time (the newest at or before it)")
-    backup.add_argument("--as", dest="restore_as", metavar="NEW", help="restore: the new repository's name")
-    backup.add_argument("--key-file", help="verify: the repository's key file (root-only)")
-    backup.add_argument("--json", action="store_true", help="print the result as JSON")
+    _backup_parser(commands)
     _hub_parser(commands)
     watchdog = commands.add_parser("watchdog", help="restart stopped containers per their saved policy")
     watchdog.add_argument("--interval", type=float, default=_watchdog.SAFETY_PASS)

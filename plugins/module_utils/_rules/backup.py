@@ -78,7 +78,8 @@ def check_strategy(strategy, check_name):
         check_name(repository)
     if len(set(repositories)) != len(repositories):
         raise InvalidInput("backup strategy %s names a repository twice" % name)
-    checked = dict(strategy, mode=check_mode(strategy.get("mode", "hot")), schedule=check_schedule(strategy["schedule"]))
+    checked = dict(strategy, mode=check_mode(strategy.get("mode", "hot")),
+                   schedule=check_schedule(strategy["schedule"]))
     _retention.check_policy(strategy["retention"])
     return checked
 

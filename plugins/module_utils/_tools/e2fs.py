@@ -36,7 +36,7 @@ def check_readonly(runner, device):
     """``e2fsck -n -f``: a full check that writes nothing. "clean", or an error with e2fsck's findings."""
     result = runner.run(["e2fsck", "-n", "-f", device], ok_rcs=(0, 1, 2, 4, 8))
     if result.rc not in FSCK_CLEAN_RCS:
-        raise LockboxError("e2fsck -n found errors in %s (rc %d): %s" % (device, result.rc,
-                                                                       (result.stdout + result.stderr).strip()[-800:]),
+        findings = (result.stdout + result.stderr).strip()[-800:]
+        raise LockboxError("e2fsck -n found errors in %s (rc %d): %s" % (device, result.rc, findings),
                            cmd=result.argv, rc=result.rc, stderr=result.stderr)
     return "clean"

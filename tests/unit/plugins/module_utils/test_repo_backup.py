@@ -31,7 +31,7 @@ def host(tmp_path, monkeypatch):
     for record in (REPO, OTHER):
         (tmp_path / "state" / "repos" / ("%s.json" % record["name"])).write_text(json.dumps(record))
         (tmp_path / "ds" / "repositories" / record["guid"]).mkdir(parents=True)
-    monkeypatch.setattr(_btrfs, "is_subvolume", lambda path: os.path.isdir(path))
+    monkeypatch.setattr(_btrfs, "is_subvolume", os.path.isdir)
     urandom = os.urandom
     monkeypatch.setattr(_backup.os, "urandom", lambda n: b"\xa1\xb2\xc3" if n == 3 else urandom(n))
     return layout, tmp_path
@@ -58,7 +58,7 @@ def test_a_hot_backup_of_a_closed_repository_is_one_read_only_snapshot(host):
 
 
 def test_check_mode_plans_and_runs_nothing(host):
-    layout, tmp_path = host
+    layout, _tmp = host
     old_backups(layout, "20261120T103000Z-aaaaaa", "20261120T101500Z-bbbbbb")
     runner = FakeRunner()  # only what reads: show the newest backup, find what was written since
     runner.answer(["btrfs", "subvolume", "show"], fixture_text("btrfs_subvolume_show_sent.txt"))
@@ -111,7 +111,7 @@ def test_a_retention_that_keeps_nothing_is_refused_before_anything_runs(host):
 
 
 def test_a_second_run_on_the_datastore_is_refused(host):
-    layout, tmp_path = host
+    layout, _tmp = host
     os.makedirs(layout.datastore, exist_ok=True)
     fd = os.open(os.path.join(layout.datastore, ".backup.lock"), os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)
