@@ -224,8 +224,10 @@ REVERTS = [
      '            for old in expired:\n                _delete_backup(runner, backups[old])',
      '            for old in backups:\n                _delete_backup(runner, backups[old])'),
     ("backup: a cold backup brings the services up after a failure", M + "_fleet/repo_backup.py",
-     '    try:\n        _btrfs.snapshot(runner, layout.subvolume(guid), target, freeze=freeze, readonly=True)\n    finally:',
-     '    if True:\n        _btrfs.snapshot(runner, layout.subvolume(guid), target, freeze=freeze, readonly=True)\n    if True:'),
+     '    try:\n        _btrfs.snapshot(runner, layout.subvolume(guid), target, freeze=freeze, readonly=True)\n'
+     '    finally:',
+     '    if True:\n        _btrfs.snapshot(runner, layout.subvolume(guid), target, freeze=freeze, readonly=True)\n'
+     '    if True:'),
     ("backup: verify compares the recorded checksum", M + "_fleet/repo_backup.py",
      '        if recorded is not None and recorded != digest:', '        if False:'),
     ("backup: the trial open is read-only", M + "_fleet/repo_backup.py",
@@ -239,6 +241,12 @@ REVERTS = [
      '    if not isinstance(schedule, str):'),
     ("names matched in full (no trailing newline)", M + "_fleet/state.py",
      'not _SEGMENT.fullmatch(value)', 'not _SEGMENT.match(value)'),
+    ("autostart: the key must open the repository", M + "_fleet/repo_autostart.py",
+     '        _cryptsetup.check_key(runner, layout.image(record["guid"]), key.material)\n', '\n'),
+    ("reconcile: only the wanted come up", M + "_fleet/machine_status.py",
+     '            if not wanted:\n                continue', '            if False:\n                continue'),
+    ("reconcile: one failure does not stop the others", M + "_fleet/machine_status.py",
+     '                failed += 1\n                say(', '                raise\n                say('),
 ]
 ok = True
 for what, path, old, new in REVERTS:

@@ -63,8 +63,8 @@ def test_integration_target_left_nothing_behind(host):
 
 
 def test_kernel_modules_are_loaded_after_reboot(host):
-    # Nothing has opened a LUKS volume since the reboot: dm_crypt is there only because
-    # /etc/modules-load.d/lockbox.conf loaded it at boot.
+    # On fleet-b nothing opens a LUKS volume at boot (fleet-a's autostart does): there dm_crypt
+    # is loaded only because /etc/modules-load.d/lockbox.conf loaded it.
     listed = [line for line in host.file("/etc/modules-load.d/lockbox.conf").content_string.splitlines()
               if line and not line.startswith("#")]
     assert listed == ["loop", "btrfs", "dm_crypt"]
@@ -77,3 +77,9 @@ def test_criu_is_ready_for_checkpoints(host):
     lines = [line for line in host.file("/etc/criu/runc.conf").content_string.splitlines()
              if line and not line.startswith("#")]
     assert lines == ["tcp-established"]
+
+
+def test_autostart_and_reconcile_units_are_enabled(host):
+    assert host.service("rediacc-autostart.service").is_enabled
+    assert host.service("rediacc-reconcile.timer").is_enabled
+    assert host.service("rediacc-reconcile.timer").is_running

@@ -34,7 +34,7 @@ def remove_inherited(runner, repo, check_mode=False):
     return [c["name"] for c in foreign]
 
 
-def _read_stamp(mount):
+def read_stamp(mount):
     try:
         with open(os.path.join(mount, _project.UP_STAMP)) as handle:
             return json.load(handle)
@@ -48,7 +48,7 @@ def is_up(runner, repo):
     The stamp names the networkId it was written for: a fork's volume carries its parent's
     stamp, and the fork's own containers do not exist yet.
     """
-    stamp = _read_stamp(repo.mount)
+    stamp = read_stamp(repo.mount)
     if not stamp or stamp.get("fingerprint") != _project.fingerprint(repo.mount) or \
             stamp.get("network_id") != repo.network_id:
         return False

@@ -34,6 +34,9 @@
     renet backup run STRATEGY | check FILE|-
                                          a strategy of /etc/rediacc/backup (what its timer runs) | check
                                          a strategy file (-: a JSON list of strategies on stdin)
+    renet status [--json]                the health of every repository (lockbox.fleet.machine_status)
+    renet reconcile [--boot] [--check]   bring every repository wanted up back up (--boot: the autostart
+                                         ones too; what rediacc-autostart.service and the timer run)
     renet watchdog [--interval S] [--once]
                                          start stopped containers per their saved restart policy,
                                          on each daemon's events; a safety pass every S seconds
@@ -112,6 +115,17 @@ def _backup_parser(commands):
     backup.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+def _machine_parser(commands):
+    status = commands.add_parser("status", help="the health of every repository")
+    status.add_argument("--json", action="store_true")
+    reconcile = commands.add_parser("reconcile", help="bring every repository wanted up back up")
+    reconcile.add_argument("--boot", action="store_true", help="also the repositories marked autostart")
+    reconcile.add_argument("--check", action="store_true", help="say what would be done, do nothing")
+    watchdog = commands.add_parser("watchdog", help="restart stopped containers per their saved policy")
+    watchdog.add_argument("--interval", type=float, default=_watchdog.SAFETY_PASS)
+    watchdog.add_argument("--once", action="store_true")
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="renet", description="lockbox host runtime (renet compatible)")
     parser.add_argument("--datastore", default=os.environ.get("LOCKBOX_DATASTORE", _repository.DEFAULT_DATASTORE))
@@ -168,10 +182,8 @@ def _parser():
                                "key's forced command (reads SSH_ORIGINAL_COMMAND)")
     transfer.add_argument("args", nargs="*", help="receive: GUID SNAPSHOT")
     _backup_parser(commands)
+    _machine_parser(commands)
     _hub_parser(commands)
-    watchdog = commands.add_parser("watchdog", help="restart stopped containers per their saved policy")
-    watchdog.add_argument("--interval", type=float, default=_watchdog.SAFETY_PASS)
-    watchdog.add_argument("--once", action="store_true")
     return parser
 
 
@@ -359,6 +371,23 @@ def _backup_command(runner, layout, options):
     return 0
 
 
+def _status_command(runner, layout, options):
+    from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import machine_status as _machine_status
+    if options.command == "reconcile":
+        return _machine_status.reconcile(runner, layout, boot=options.boot, check_mode=options.check, say=_say)
+    found = _machine_status.status(runner, layout)
+    if options.json:
+        _say(json.dumps(found, indent=2, sort_keys=True))
+        return 0
+    for repo in found["repositories"]:
+        state = "up" if repo["up"] else "mounted" if repo["mounted"] else "open" if repo["opened"] else "closed"
+        problem = "" if repo["healthy"] else "  NOT HEALTHY: wanted up%s" % (
+            ", failed: " + ", ".join(repo["failed_containers"]) if repo["failed_containers"] else
+            ", daemon down" if not repo["daemon"] else "")
+        _say("%-40s %-8s%s%s" % (repo["name"], state, "  autostart" if repo["autostart"] else "", problem))
+    return 0
+
+
 def _hub_repository(layout, options, environ):
     if not options.compose_file:
         raise InvalidInput("renet hub %s needs the compose file of the Hub" % options.verb)
@@ -473,7 +502,7 @@ COMMANDS = {
     "secret": lambda _runner, layout, options: _secret_command(layout, options, sys.stdin),
     "up": _lifecycle_command, "down": _lifecycle_command, "sandbox": _sandbox_command,
     "task": _task_command, "hub": _hub_command, "transfer": _transfer_command,
-    "backup": _backup_command,
+    "backup": _backup_command, "status": _status_command, "reconcile": _status_command,
 }
 
 
