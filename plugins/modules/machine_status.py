@@ -12,7 +12,7 @@ version_added: 0.2.0
 description:
   - For each repository, whether it is marked for autostart, open, mounted, wanted up (its C(up())
     ran and no C(down()) since), whether its daemon answers, its containers and the failed
-    ones, and whether it is up as wanted (RV(repositories[].healthy)).
+    ones, and whether it is up as wanted (C(healthy)).
   - Changes nothing. C(rediacc-reconcile.timer) (made by the machine role) runs
     C(renet reconcile), which repairs what this reports (C(renet status) prints the same).
 author:

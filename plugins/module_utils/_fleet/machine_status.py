@@ -74,7 +74,7 @@ def _wait_for_datastore(layout, wait, sleep, clock):
         sleep(1.0)
 
 
-def reconcile(runner, layout, *, boot=False, check_mode=False, say=print, lock=LOCK_FILE,
+def reconcile(runner, layout, say, *, boot=False, check_mode=False, lock=LOCK_FILE,
               wait=DATASTORE_WAIT, sleep=time.sleep, clock=time.monotonic):
     """Bring every wanted repository up (``boot``: the autostart ones too); one line each. 1 if any failed."""
     failed = 0

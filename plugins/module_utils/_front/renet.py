@@ -374,7 +374,7 @@ def _backup_command(runner, layout, options):
 def _status_command(runner, layout, options):
     from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import machine_status as _machine_status
     if options.command == "reconcile":
-        return _machine_status.reconcile(runner, layout, boot=options.boot, check_mode=options.check, say=_say)
+        return _machine_status.reconcile(runner, layout, _say, boot=options.boot, check_mode=options.check)
     found = _machine_status.status(runner, layout)
     if options.json:
         _say(json.dumps(found, indent=2, sort_keys=True))

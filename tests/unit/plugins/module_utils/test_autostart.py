@@ -93,11 +93,11 @@ def test_at_boot_the_marked_and_the_wanted_come_up_and_the_others_stay_closed(ho
     monkeypatch.setattr(_machine_status._repo_app, "converge_app", converge_app)
     said = []
     lock = str(tmp_path / "run" / "reconcile.lock")
-    assert _machine_status.reconcile(FakeRunner(), layout, boot=True, say=said.append, lock=lock) == 0
+    assert _machine_status.reconcile(FakeRunner(), layout, said.append, boot=True, lock=lock) == 0
     assert brought == [("marked", "up", b"autostart-test-key"), ("running", "up", None)]
     assert said == ["renet reconcile: marked: up", "renet reconcile: running: up"]
     brought.clear()
-    assert _machine_status.reconcile(FakeRunner(), layout, say=said.append, lock=lock) == 0
+    assert _machine_status.reconcile(FakeRunner(), layout, said.append, lock=lock) == 0
     assert brought == [("running", "up", None)]  # the timer: only what is wanted up now
 
 
@@ -109,7 +109,7 @@ def test_one_failure_does_not_stop_the_others_and_the_run_fails(host, monkeypatc
     monkeypatch.setattr(_machine_status._repo_app, "converge_app",
                         lambda runner, layout_, name, **kw: {"actions": []})
     said = []
-    assert _machine_status.reconcile(FakeRunner(), layout, boot=True, say=said.append,
+    assert _machine_status.reconcile(FakeRunner(), layout, said.append, boot=True,
                                      lock=str(tmp_path / "reconcile.lock")) == 1
     assert said[0].startswith("renet reconcile: a: FAILED: key_file") and said[1] == "renet reconcile: b: up"
 
@@ -119,6 +119,6 @@ def test_boot_waits_for_the_datastore_then_gives_up_clearly(host, monkeypatch):
     monkeypatch.setattr(_machine_status.os.path, "ismount", lambda path: False)
     now = [0.0]
     with pytest.raises(LockboxError, match="is not mounted after 5 s"):
-        _machine_status.reconcile(FakeRunner(), layout, boot=True, lock=str(tmp_path / "l"), wait=5,
+        _machine_status.reconcile(FakeRunner(), layout, print, boot=True, lock=str(tmp_path / "l"), wait=5,
                                   sleep=lambda s: now.__setitem__(0, now[0] + s), clock=lambda: now[0])
     assert now[0] == 5.0
