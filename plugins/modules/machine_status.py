@@ -40,7 +40,7 @@ repositories:
   returned: always
   type: list
   elements: dict
-  sample: [{"name": "marketing", "autostart": true, "opened": true, "mounted": true, "wanted_up": true,
+  sample: [{"name": "marketing", "network_id": 2816, "autostart": true, "opened": true, "mounted": true, "wanted_up": true,
             "daemon": true, "containers": 3, "failed_containers": [], "up": true, "healthy": true}]
 unhealthy:
   description: The repositories wanted up that are not.

@@ -42,10 +42,10 @@ def health(runner, layout, record):
                     and not (c["state"] == "exited" and c["exit_code"] == 0))
     wanted = bool(stamp)
     up = wanted and daemon and _repo_app.is_up(runner, repo)
-    return {"name": record["name"], "status": record.get("status"), "autostart": bool(record.get(
-        _repo_autostart.FIELD)), "opened": seen.mapper, "mounted": mounted, "wanted_up": wanted,
-        "daemon": daemon, "containers": len(found), "failed_containers": failed, "up": bool(up),
-        "healthy": (not wanted) or bool(up)}
+    return {"name": record["name"], "network_id": record["network_id"], "status": record.get("status"),
+            "autostart": bool(record.get(_repo_autostart.FIELD)), "opened": seen.mapper, "mounted": mounted,
+            "wanted_up": wanted, "daemon": daemon, "containers": len(found), "failed_containers": failed,
+            "up": bool(up), "healthy": (not wanted) or bool(up)}
 
 
 def status(runner, layout):

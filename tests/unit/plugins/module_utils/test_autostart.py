@@ -122,3 +122,17 @@ def test_boot_waits_for_the_datastore_then_gives_up_clearly(host, monkeypatch):
         _machine_status.reconcile(FakeRunner(), layout, print, boot=True, lock=str(tmp_path / "l"), wait=5,
                                   sleep=lambda s: now.__setitem__(0, now[0] + s), clock=lambda: now[0])
     assert now[0] == 5.0
+
+
+def test_status_tells_a_closed_repository_from_one_wanted_up_whose_daemon_is_gone(host, monkeypatch):
+    layout, tmp_path, key = host
+    put(tmp_path, "closed", guid=_guid(1), autostart={"key_file": key})
+    put(tmp_path, "broken", guid=_guid(2))
+    monkeypatch.setattr(_machine_status._repository.os.path, "ismount", lambda path: path == layout.mount(_guid(2)))
+    monkeypatch.setattr(_machine_status._repo_app, "read_stamp", lambda mount: {"network_id": 2816})
+    runner = FakeRunner()
+    runner.answer_api("/var/run/rediacc/docker-2816.sock", "GET", "/version", status=None)
+    found = {r["name"]: r for r in _machine_status.status(runner, layout)["repositories"]}
+    assert found["closed"]["autostart"] and not found["closed"]["mounted"] and found["closed"]["healthy"]
+    assert found["broken"]["wanted_up"] and not found["broken"]["daemon"] and not found["broken"]["healthy"]
+    assert runner.calls == [["api", "/var/run/rediacc/docker-2816.sock", "GET", "/version"]]
