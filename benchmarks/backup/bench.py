@@ -121,7 +121,7 @@ def main():
             if who == "ours":
                 ops["hot_backup"]["ours_all"].append(timed(ours_hot)[0])
             else:
-                took, target = timed(lambda: floor_hot(bare, round_))
+                took, target = timed(lambda index=round_: floor_hot(bare, index))
                 ops["hot_backup"]["floor_all"].append(took)
                 floors.append(target)
         log("round %d: cold ours %.0f ms (outage %.0f ms) floor %.0f ms; hot ours %.0f floor %.0f ms"

@@ -40,8 +40,8 @@ repositories:
   returned: always
   type: list
   elements: dict
-  sample: [{"name": "marketing", "network_id": 2816, "autostart": true, "opened": true, "mounted": true, "wanted_up": true,
-            "daemon": true, "containers": 3, "failed_containers": [], "up": true, "healthy": true}]
+  sample: [{"name": "marketing", "network_id": 2816, "autostart": true, "opened": true, "mounted": true,
+            "wanted_up": true, "daemon": true, "containers": 3, "failed_containers": [], "up": true, "healthy": true}]
 unhealthy:
   description: The repositories wanted up that are not.
   returned: always
