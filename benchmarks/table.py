@@ -115,6 +115,7 @@ def main():
     out += hub_table()
     out += operations_table("hub_spawn")
     out += operations_table("transfer")
+    out += operations_table("backup")
     print("\n".join(out))
     return 0
 
