@@ -224,9 +224,13 @@ REVERTS = [
      '            for old in expired:\n                _delete_backup(runner, backups[old])',
      '            for old in backups:\n                _delete_backup(runner, backups[old])'),
     ("backup: a cold backup brings the services up after a failure", M + "_fleet/repo_backup.py",
-     '    try:\n        _btrfs.snapshot(runner, layout.subvolume(guid), target, freeze=freeze, readonly=True)\n'
+     '    try:  # whatever fails here, up() runs: a backup never leaves the services down\n'
+     '        _repo_app.down(runner, cold_repo, environ)\n'
+     '        _btrfs.snapshot(runner, layout.subvolume(guid), target, freeze=freeze, readonly=True)\n'
      '    finally:',
-     '    if True:\n        _btrfs.snapshot(runner, layout.subvolume(guid), target, freeze=freeze, readonly=True)\n'
+     '    if True:\n'
+     '        _repo_app.down(runner, cold_repo, environ)\n'
+     '        _btrfs.snapshot(runner, layout.subvolume(guid), target, freeze=freeze, readonly=True)\n'
      '    if True:'),
     ("backup: verify compares the recorded checksum", M + "_fleet/repo_backup.py",
      '        if recorded is not None and recorded != digest:', '        if False:'),

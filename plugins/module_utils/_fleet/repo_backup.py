@@ -160,8 +160,8 @@ def _take(runner, layout, guid, new, seen, cold_repo, environ):  # noqa: PLR0917
         _btrfs.snapshot(runner, layout.subvolume(guid), target, freeze=freeze, readonly=True)
         return None
     started = time.monotonic()
-    _repo_app.down(runner, cold_repo, environ)
-    try:
+    try:  # whatever fails here, up() runs: a backup never leaves the services down
+        _repo_app.down(runner, cold_repo, environ)
         _btrfs.snapshot(runner, layout.subvolume(guid), target, freeze=freeze, readonly=True)
     finally:
         try:

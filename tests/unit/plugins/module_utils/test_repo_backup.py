@@ -151,6 +151,16 @@ def test_a_cold_backup_brings_the_services_down_for_the_snapshot_and_up_again(ho
     with pytest.raises(LockboxError):
         _backup.backup(failing, layout, "shop", mode="cold", now=NOW, environ={})
     assert steps == ["down", "up"]
+    # So does a down() that fails half way (some services may be stopped already).
+    steps.clear()
+
+    def failing_down(runner, repo, environ):
+        steps.append("down")
+        raise LockboxError("down() of app/Rediaccfile failed")
+    monkeypatch.setattr(_backup._repo_app, "down", failing_down)
+    with pytest.raises(LockboxError, match="down"):
+        _backup.backup(FakeRunner(), layout, "shop", mode="cold", now=NOW, environ={})
+    assert steps == ["down", "up"]
 
 
 def _image(layout, name, content=b"LUKS\xba\xbe" + b"\0" * 4096):
