@@ -5,10 +5,12 @@
 
 A repository is *wanted up* when its ``up()`` ran and no ``down()`` since (the stamp in its
 volume, lockbox.fleet.repo_app) while it is mounted, and at boot when it is marked autostart
-(lockbox.fleet.repo_autostart). ``reconcile`` brings every wanted repository up through the
-same ``repo up`` as the module (volume, guard, daemon, ``up()``, routes), so a missing daemon,
-guard, route or failed container is repaired; a repository brought down, or closed, is left
-alone. One reconcile at a time per host (a lock); the boot run and the timer's never overlap.
+(lockbox.fleet.repo_autostart). ``reconcile`` repairs what is missing under a wanted
+repository: closed at boot, or its daemon gone → the same ``repo up`` as the module (volume,
+guard, daemon, ``up()``, routes); its daemon answering → its loopback guard converged and the
+routes synced. Containers are the watchdog's (their own restart policy): a container an
+operator stopped stays stopped. A repository brought down, or closed, is left alone. One
+reconcile at a time per host (a lock); the boot run and the timer's never overlap.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ import os
 import time
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import loopback_net as _loopback_net
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import project as _project
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_app as _repo_app
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_autostart as _repo_autostart
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_daemon as _repo_daemon
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repository as _repository
+from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import routes as _routes
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
 
 LOCK_FILE = "/run/rediacc/reconcile.lock"
@@ -90,8 +94,7 @@ def reconcile(runner, layout, say, *, boot=False, check_mode=False, lock=LOCK_FI
             if not wanted:
                 continue
             try:
-                key = _repository.key_from(key_file=autostart["key_file"]) if autostart else None
-                result = _repo_app.converge_app(runner, layout, name, state="up", key=key, check_mode=check_mode)
+                result = _repair(runner, layout, record, check_mode)
             except LockboxError as exc:
                 failed += 1
                 say("renet reconcile: %s: FAILED: %s" % (name, exc.msg))
@@ -99,6 +102,24 @@ def reconcile(runner, layout, say, *, boot=False, check_mode=False, lock=LOCK_FI
             done = ", ".join(a["action"] for a in result["actions"])
             say("renet reconcile: %s: %s" % (name, ("would " if check_mode else "") + done if done else "up"))
     return 1 if failed else 0
+
+
+def _repair(runner, layout, record, check_mode):
+    """Closed or without its daemon: ``repo up``. Its daemon answering: the guard and the routes only."""
+    name, autostart = record["name"], record.get(_repo_autostart.FIELD)
+    mounted = os.path.ismount(layout.mount(record["guid"]))
+    if not mounted or _repo_daemon.server_version(runner, record["network_id"]) is None:
+        key = _repository.key_from(key_file=autostart["key_file"]) if autostart and not mounted else None
+        return _repo_app.converge_app(runner, layout, name, state="up", key=key, check_mode=check_mode)
+    result = _loopback_net.converge_network(runner, name, state="present", state_dir=layout.state_dir,
+                                            check_mode=check_mode)
+    actions = [dict(a, action="network:" + a["action"]) for a in result["actions"]]
+    settings = _routes.load_settings()
+    if settings and not check_mode:
+        changed, _table = _routes.sync(runner, layout.state_dir, settings)
+        if changed:
+            actions.append({"action": "routes:sync", "detail": "the router's routes written again"})
+    return {"actions": actions}
 
 
 def run(runner, params, check_mode=False):

@@ -91,14 +91,26 @@ def test_at_boot_the_marked_and_the_wanted_come_up_and_the_others_stay_closed(ho
         brought.append((name, state, key.material if key else None))
         return {"actions": [{"action": "up"}]}
     monkeypatch.setattr(_machine_status._repo_app, "converge_app", converge_app)
+    guarded = []
+    monkeypatch.setattr(_machine_status._loopback_net, "converge_network",
+                        lambda runner, name, **kw: guarded.append(name) or {"actions": []})
+    monkeypatch.setattr(_machine_status._routes, "load_settings", lambda: None)
+    daemon_gone = FakeRunner()
+    daemon_gone.answer_api("/var/run/rediacc/docker-2816.sock", "GET", "/version", status=None)
     said = []
     lock = str(tmp_path / "run" / "reconcile.lock")
-    assert _machine_status.reconcile(FakeRunner(), layout, said.append, boot=True, lock=lock) == 0
+    assert _machine_status.reconcile(daemon_gone, layout, said.append, boot=True, lock=lock) == 0
     assert brought == [("marked", "up", b"autostart-test-key"), ("running", "up", None)]
     assert said == ["renet reconcile: marked: up", "renet reconcile: running: up"]
     brought.clear()
-    assert _machine_status.reconcile(FakeRunner(), layout, said.append, lock=lock) == 0
-    assert brought == [("running", "up", None)]  # the timer: only what is wanted up now
+    assert _machine_status.reconcile(daemon_gone, layout, said.append, lock=lock) == 0
+    assert brought == [("running", "up", None)] and guarded == []  # the timer: only what is wanted up now
+    # Its daemon answering: the guard is converged, up() is not run again (a stopped container stays).
+    brought.clear()
+    daemon_up = FakeRunner()
+    daemon_up.answer_api("/var/run/rediacc/docker-2816.sock", "GET", "/version", {"Version": "26.1.5"})
+    assert _machine_status.reconcile(daemon_up, layout, said.append, lock=lock) == 0
+    assert brought == [] and guarded == ["running"] and said[-1] == "renet reconcile: running: up"
 
 
 def test_one_failure_does_not_stop_the_others_and_the_run_fails(host, monkeypatch):
