@@ -38,6 +38,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._tools import btrfs 
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import cryptsetup as _cryptsetup
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import e2fs as _e2fs
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import losetup as _losetup
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import ssh as _ssh
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import systemd as _systemd
 
 LOCK_NAME = ".backup.lock"
@@ -327,9 +328,19 @@ def listing(layout, name):
             for n, path in list_backups(layout, record["guid"]).items()]
 
 
+def copy_target(strategy):
+    """The host a strategy copies its repositories to (``copy_to``), or None."""
+    copy_to = strategy.get("copy_to")
+    return None if copy_to is None else _ssh.Target(copy_to["address"], port=copy_to["port"])
+
+
 def check_strategy(runner, strategy, check_calendar=False):
     """``strategy`` checked in full (``check_calendar``: its schedule by systemd-analyze too)."""
     strategy = _rules.check_strategy(strategy, _state.check_name)
+    try:
+        copy_target(strategy)
+    except InvalidInput as exc:
+        raise InvalidInput("backup strategy %s: copy_to: %s" % (strategy["name"], exc.msg)) from None
     if check_calendar:
         _systemd.check_calendar(runner, strategy["schedule"])
     return strategy
@@ -359,9 +370,12 @@ def load_strategy(runner, path, check_calendar=False):
 
 
 def run_strategy(runner, name, say, directory=STRATEGY_DIR):
-    """``renet backup run``: a backup of each repository of strategy ``name``, then its retention; 1 if any failed."""
+    """``renet backup run``: a backup of each repository of strategy ``name``, then its retention, then (with
+    ``copy_to``) a copy of it to the other host; 1 if any failed."""
+    from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_transfer as _transfer
     strategy = load_strategy(runner, os.path.join(directory, _rules.check_strategy_name(name) + ".json"))
     layout = _repository.Layout(strategy.get("datastore") or _repository.DEFAULT_DATASTORE)
+    target = copy_target(strategy)
     failed = 0
     for repository in strategy["repositories"]:
         try:
@@ -375,6 +389,17 @@ def run_strategy(runner, name, say, directory=STRATEGY_DIR):
             "took %s (%s%s)" % (result["backup"], result["mode"], outage)
         say("renet backup %s: %s: %s; expired %d%s" % (name, repository, taken, len(result["expired"]), (
             ": " + ", ".join(result["expired"])) if result["expired"] else ""))
+        if target is None:
+            continue
+        try:
+            copied = _transfer.push(runner, layout, repository, target)
+        except LockboxError as exc:
+            failed += 1
+            say("renet backup %s: %s: copy to %s FAILED: %s" % (name, repository, target.address, exc.msg))
+            continue
+        say("renet backup %s: %s: copied to %s: %s" % (name, repository, target.address, (
+            copied["transfer"]["mode"] + ", " + copied["transfer"]["line"]) if copied["changed"]
+            else "unchanged since the last copy"))
     return 1 if failed else 0
 
 

@@ -20,7 +20,10 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._rules import retent
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import transfer as _transfer
 
 MODES = ("hot", "cold")
-STRATEGY_KEYS = ("name", "repositories", "mode", "schedule", "retention", "datastore")
+STRATEGY_KEYS = ("name", "repositories", "mode", "schedule", "retention", "datastore", "copy_to")
+# Where a strategy also copies each repository after its backup (another fleet host's SSH
+# address, as the backup role resolved it from the inventory).
+COPY_TO_KEYS = ("address", "port")
 STRATEGY_REQUIRED = ("name", "repositories", "schedule", "retention")
 _STRATEGY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 # What systemd calendar expressions are made of ("Mon..Fri *-*-* 02:00:00", "hourly",
@@ -80,8 +83,24 @@ def check_strategy(strategy, check_name):
         raise InvalidInput("backup strategy %s names a repository twice" % name)
     checked = dict(strategy, mode=check_mode(strategy.get("mode", "hot")),
                    schedule=check_schedule(strategy["schedule"]))
+    if strategy.get("copy_to") is not None:
+        checked["copy_to"] = check_copy_to(name, strategy["copy_to"])
     _retention.check_policy(strategy["retention"])
     return checked
+
+
+def check_copy_to(name, copy_to):
+    """A strategy's ``copy_to`` in shape: {address, port}; the address itself is checked where it is used."""
+    if not isinstance(copy_to, dict):
+        raise InvalidInput("backup strategy %s: copy_to is a mapping {address, port}, got %s"
+                           % (name, type(copy_to).__name__))
+    unknown = sorted(str(k) for k in copy_to if k not in COPY_TO_KEYS)
+    if unknown:
+        raise InvalidInput("backup strategy %s: unknown copy_to key(s) %s (known: %s)"
+                           % (name, ", ".join(unknown), ", ".join(COPY_TO_KEYS)))
+    if "address" not in copy_to:
+        raise InvalidInput("backup strategy %s: copy_to lacks address" % name)
+    return {"address": copy_to["address"], "port": copy_to.get("port", 22)}
 
 
 def parse_at(text):

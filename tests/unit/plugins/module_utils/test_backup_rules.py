@@ -27,10 +27,17 @@ def test_a_good_strategy_gets_the_hot_default():
     ({"schedule": "x" * 101}, "calendar"), ({"schedule": 5}, "calendar"),
     ({"retention": {}}, "retention"), ({"retention": {"yearly": 1}}, "unknown retention"),
     ({"retention": {"last": 0}}, "keeps nothing"), ({"extra": 1}, "unknown backup strategy key"),
+    ({"copy_to": "server-2"}, "copy_to is a mapping"), ({"copy_to": {"port": 22}}, "copy_to lacks address"),
+    ({"copy_to": {"address": "b", "user": "x"}}, "unknown copy_to key"),
 ])
 def test_a_bad_strategy_is_refused_naming_what_is_wrong(change, says):
     with pytest.raises(InvalidInput, match=says):
         _rules.check_strategy(dict(GOOD, **change), _state.check_name)
+
+
+def test_copy_to_gets_port_22_by_default():
+    assert _rules.check_strategy(dict(GOOD, copy_to={"address": "10.0.2.2"}), _state.check_name)["copy_to"] == \
+        {"address": "10.0.2.2", "port": 22}
 
 
 def test_a_strategy_lacking_a_key_or_not_a_mapping_is_refused():

@@ -303,6 +303,45 @@ def test_a_strategy_run_backs_up_each_repository_and_goes_on_after_a_failure(hos
         _backup.run_strategy(runner, "../nightly", said.append, directory=str(directory))
 
 
+def test_a_strategy_with_copy_to_copies_each_backed_up_repository_there(host, tmp_path, monkeypatch):
+    layout, _tmp = host
+    directory = tmp_path / "strategies"
+    directory.mkdir()
+    strategy = {"name": "offsite", "repositories": ["shop", "depot"], "schedule": "hourly",
+                "retention": {"last": 2}, "datastore": layout.datastore,
+                "copy_to": {"address": "10.0.2.2", "port": 2222}}
+    (directory / "offsite.json").write_text(json.dumps(strategy))
+    monkeypatch.setattr(_backup._repository, "Layout", lambda datastore: layout)
+    from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_transfer as _transfer
+    pushed = []
+
+    def push(runner, where, name, target):
+        pushed.append((where, name, str(target)))
+        if name == "depot":
+            raise LockboxError("cannot reach the target root@10.0.2.2 port 2222 over SSH: timed out")
+        return {"changed": True, "transfer": {"mode": "delta", "line": "shop: 2.0 MiB in 0.5 s"}}
+    monkeypatch.setattr(_transfer, "push", push)
+    runner = FakeRunner()
+    runner.silent(["btrfs", "subvolume", "snapshot"])
+    said = []
+    assert _backup.run_strategy(runner, "offsite", said.append, directory=str(directory)) == 1
+    assert pushed == [(layout, "shop", "root@10.0.2.2 port 2222"), (layout, "depot", "root@10.0.2.2 port 2222")]
+    assert said[1] == "renet backup offsite: shop: copied to 10.0.2.2: delta, shop: 2.0 MiB in 0.5 s"
+    assert said[2].startswith("renet backup offsite: depot: took ")
+    assert said[3] == ("renet backup offsite: depot: copy to 10.0.2.2 FAILED: cannot reach the target "
+                       "root@10.0.2.2 port 2222 over SSH: timed out")
+
+
+@pytest.mark.parametrize("copy_to, says", [
+    ({"address": "-oProxyCommand=id"}, "copy_to: target address"),
+    ({"address": "b", "port": 0}, "copy_to: target port"), ({"address": "b", "port": "22"}, "copy_to: target port"),
+])
+def test_a_copy_to_that_is_no_ssh_target_is_refused(copy_to, says):
+    good = {"name": "a", "repositories": ["shop"], "schedule": "hourly", "retention": {"last": 1}}
+    with pytest.raises(InvalidInput, match=says):
+        _backup.check_strategy(FakeRunner(), dict(good, copy_to=copy_to))
+
+
 def test_a_role_s_strategies_are_checked_together_before_any_is_written():
     runner = FakeRunner()
     runner.answer(["systemd-analyze", "calendar", "--", "hourly"], "  Original form: hourly\n")
