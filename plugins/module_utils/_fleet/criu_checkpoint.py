@@ -33,6 +33,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_d
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state as _state
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import checkpoint as _rules
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import compose as _compose
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import criu as _criu_tool
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import docker as _docker
 
 ROOT = ".rediacc/checkpoint"
@@ -235,6 +236,7 @@ def create(runner, repo, name, *, leave_running=True, check_mode=False, lockbox_
         _mark_stopped(repo, entries, stopped=True)
     done = []
     try:
+        _criu_tool.learn_kernel(runner)
         with criu_mode(repo, restoring=False):
             for entry in entries:
                 _docker.checkpoint_create(runner, host, entry["id"], entry["container"], partial, leave_running)
@@ -343,6 +345,10 @@ def _start_from(runner, repo, entry, directory, foreign=False):
     shutil.rmtree(staged, ignore_errors=True)
     _link_tree(source, staged)
     try:
+        # CRIU restores from inside the repository's guarded slice, where it cannot probe the
+        # kernel: a host that never dumped since it booted (a migration's target, an autostart)
+        # has it probed here first (criu.learn_kernel).
+        _criu_tool.learn_kernel(runner)
         with criu_mode(repo, restoring=True, cgroup=cgroup, foreign=foreign):
             for attempt in range(1, RESTORE_ATTEMPTS + 1):
                 try:

@@ -42,7 +42,6 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import sandbo
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import compose as _compose
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import hub as _hub
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import isolation as _isolation
-from ansible_collections.lockbox.fleet.plugins.module_utils._tools import criu as _criu_tool
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import docker as _docker
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import systemd as _systemd
 
@@ -472,7 +471,6 @@ class Environments:
             outcome = {"error": "the checkpoint holds no images of %s" % name}
             _docker.start(self.runner, host, name)
         else:
-            _criu_tool.learn_kernel(self.runner)
             outcome = _criu.restore_containers(self.runner, repo, _criu.path_of(repo.mount, HIBERNATION),
                                                [dict(entry, id=found["Id"])])[name]
         _criu.delete(repo, HIBERNATION)  # process memory: kept no longer than needed
@@ -502,7 +500,6 @@ class Environments:
             self._hook(env, host, template, "checkpoint.pre_dump")
             refuse_links(self.workspace_dir, _criu.root_of(repo.mount))
             _criu.delete(repo, HIBERNATION)
-            _criu_tool.learn_kernel(self.runner)
             _criu.create(self.runner, repo, HIBERNATION, leave_running=False, lockbox_name=True, only={name})
             hibernated = True
             self.audit(user, "hibernated")

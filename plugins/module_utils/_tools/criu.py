@@ -11,12 +11,14 @@ import os
 KERNEL_CACHE = "/run/criu.kdat"
 
 
-def learn_kernel(runner, cache=KERNEL_CACHE):
+def learn_kernel(runner, cache=None):
     """Have CRIU probe the kernel once, from this (unguarded) process, when it has not yet.
 
     One probe connects a TCP socket to itself on 127.0.0.1: from a cgroup under a loopback
-    guard (a Hub user's slice, which holds their dockerd and so runc and CRIU) it is refused,
-    and every dump there fails. With the kernel's features cached, CRIU does not probe again.
+    guard it is refused, and CRIU fails ("criu failed: type RESTORE errno 0"). runc moves CRIU
+    into the new container's cgroup for a restore (a repository's slice), and a Hub user's
+    dockerd, and so CRIU, lives in the user's guarded slice. With the kernel's features
+    cached, CRIU does not probe again until the next boot.
     """
-    if not os.path.exists(cache):
+    if not os.path.exists(cache or KERNEL_CACHE):
         runner.run(["criu", "check"])

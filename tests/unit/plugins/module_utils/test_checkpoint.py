@@ -14,6 +14,7 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import state 
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import checkpoint as _rules
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import compose as _compose
 from ansible_collections.lockbox.fleet.plugins.module_utils._rules import isolation as _isolation
+from ansible_collections.lockbox.fleet.plugins.module_utils._tools import criu as _criu_tool
 
 from ...conftest import fixture_text
 
@@ -118,6 +119,8 @@ def test_a_damaged_checkpoint_is_never_handed_to_criu(tmp_path):
 @pytest.fixture
 def ticker(tmp_path, monkeypatch, fake_runner):
     monkeypatch.setattr(_compose, "criu_config", lambda network_id: str(tmp_path / "run" / "criu.conf"))
+    (tmp_path / "criu.kdat").write_bytes(b"learnt")  # CRIU has probed this host's kernel since it booted
+    monkeypatch.setattr(_criu_tool, "KERNEL_CACHE", str(tmp_path / "criu.kdat"))
     monkeypatch.setattr(os, "sync", lambda: None)
     listed = json.loads(fixture_text("docker_api_containers_counter.json"))
     for item in listed:  # as if the application were in this temporary mount
@@ -219,6 +222,26 @@ def test_a_restore_starts_from_the_container_s_own_checkpoint_directory_and_neve
                     % COUNTER}
     assert not os.path.exists(os.path.join(_repo_daemon.data_root(ticker.mount), "containers", COUNTER,
                                            "checkpoints", _checkpoint.STAGED))
+
+
+def test_a_host_that_never_dumped_has_criu_probe_its_kernel_before_the_restore(ticker, fake_runner, monkeypatch):
+    # A migration's target, or any host after a reboot: CRIU, moved into the guarded slice by runc
+    # for the restore, could not probe the kernel there ("criu failed: type RESTORE errno 0").
+    os.unlink(_criu_tool.KERNEL_CACHE)
+    directory = os.path.join(ticker.mount, ".rediacc/checkpoint/v1")
+    os.makedirs(os.path.join(directory, "counter-counter-1"))
+    fake_runner.silent(["criu", "check"])
+    fake_runner.answer_api(SOCKET, "GET", "/containers/%s/json" % COUNTER, {"Id": COUNTER, "State": {
+        "StartedAt": "2026-11-24T11:00:00Z"}, "HostConfig": {"CgroupParent": "rediacc-2880-s1.slice"}})
+    fake_runner.answer_api(SOCKET, "POST", "/containers/%s/start?checkpoint=%s" % (COUNTER, _checkpoint.STAGED),
+                           None, status=204)
+    outcome = _checkpoint.restore_containers(fake_runner, ticker, directory, [
+        {"id": COUNTER, "container": "counter-counter-1"}])
+    assert outcome["counter-counter-1"]["restored"]
+    probe = fake_runner.calls.index(["criu", "check"])
+    start = fake_runner.calls.index(["api", SOCKET, "POST", "/containers/%s/start?checkpoint=%s" % (
+        COUNTER, _checkpoint.STAGED)])
+    assert probe < start
 
 
 def test_a_restore_that_fails_starts_the_service_fresh_and_keeps_the_checkpoint(ticker, fake_runner, monkeypatch):
