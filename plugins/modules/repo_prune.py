@@ -14,12 +14,25 @@ description:
     owns, and device-mapper mappings of ours without a repository, and removes them
     (unmount, close, detach, wipe keyslots, delete subvolume, forget the record).
   - A parent left frozen by an interrupted fork is thawed.
+  - The dockerd units and configurations, slices and loopback guard programs of networkIds no
+    repository holds (left by a repository deleted by hand, or an interrupted operation) are
+    stopped and removed; a daemon counts only when it serves a mount of this datastore whose
+    GUID no record knows, and Hub users' daemons are never touched.
+  - Transfer snapshots and backups of repositories no record knows are deleted once nothing was
+    written in them for O(snapshot_grace) seconds (a copy being received has no record yet).
   - Repositories that are ready are never touched. In check mode the list is returned.
 author:
   - lockbox.fleet developers (@lockbox-fleet)
 extends_documentation_fragment:
   - lockbox.fleet.attributes
   - lockbox.fleet.repo
+options:
+  snapshot_grace:
+    description:
+      - Seconds a snapshot directory of an unknown repository must have been left untouched
+        before it is deleted.
+    type: int
+    default: 3600
 attributes:
   diff_mode:
     description: Changes nothing that a diff could show.
@@ -50,7 +63,8 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._front import module
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(**_module.LAYOUT_ARGS), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=dict(snapshot_grace=dict(type="int", default=3600), **_module.LAYOUT_ARGS),
+                           supports_check_mode=True)
     _module.run(module, _repo_prune.run)
 
 
