@@ -86,10 +86,14 @@ def _plan_stray_mappings(op, known):
 
 
 def _newest_change(path):
-    """The newest modification time of ``path`` and its entries (a receive writes into a subvolume below it)."""
+    """The newest modification time of ``path``, its snapshots and their files (a receive writes the
+    image inside the snapshot it creates)."""
     newest = os.lstat(path).st_mtime
     for entry in os.listdir(path):
-        newest = max(newest, os.lstat(os.path.join(path, entry)).st_mtime)
+        below = os.path.join(path, entry)
+        newest = max(newest, os.lstat(below).st_mtime)
+        if os.path.isdir(below) and not os.path.islink(below):
+            newest = max([newest] + [os.lstat(os.path.join(below, name)).st_mtime for name in os.listdir(below)])
     return newest
 
 

@@ -91,6 +91,13 @@ def test_prune_removes_a_stray_daemon_and_snapshots_untouched_for_the_grace(host
     assert runner.calls == [["systemctl", "show", "rediacc-docker-2880.service", "-p",
                              "LoadState,ActiveState,SubState,FragmentPath,UnitFileState"]]
     assert os.path.exists(places["config_dir"] / "2880.json") and os.path.isdir(old)  # check mode: nothing done
+    image = os.path.join(old, "20261125T100000Z-a1b2c3", "image")  # a receive still writing the image
+    open(image, "w").close()
+    os.utime(image, (now - 5, now - 5))
+    for directory in (old, os.path.dirname(image)):
+        os.utime(directory, (now - 7200, now - 7200))
+    assert "delete the stray transfer snapshots %s" % old not in [
+        a["detail"] for a in _prune.prune(runner, layout, check_mode=True, now=now)["actions"]]
     assert [a["detail"] for a in _prune.prune(runner, layout, check_mode=True, now=now, snapshot_grace=0)[
         "actions"]][:2] == ["delete the stray transfer snapshots %s" % old, "delete the stray backups %s" % fresh]
 
