@@ -258,6 +258,8 @@ REVERTS = [
      '        if mount is not None and False and (os.path.dirname(mount) != layout.mount_root or'),
     ("prune: Hub users' networkIds are never stray", M + "_fleet/repo_prune.py",
      '_state.NETWORK_ID_FIRST <= int(matched.group(1)) < _state.NETWORK_ID_LIMIT', 'True'),
+    ("transfer: a killed copy's progress line is dropped", M + "_fleet/repo_transfer.py",
+     '        if isinstance(pid, int) and not os.path.exists("/proc/%d" % pid):', '        if False:'),
     ("names matched in full (no trailing newline)", M + "_fleet/state.py",
      'not _SEGMENT.fullmatch(value)', 'not _SEGMENT.match(value)'),
     ("autostart: the key must open the repository", M + "_fleet/repo_autostart.py",

@@ -25,6 +25,7 @@ Target side, three verbs, each a separate SSH call:
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -108,7 +109,9 @@ class Meter:
         return out
 
     def write(self):
-        write_atomic(self.path, json.dumps(self.report()) + "\n", mode=0o600)
+        # The writer's pid: a copy killed outright (SIGKILL, power loss) leaves its line, which
+        # progress_lines then knows to be stale.
+        write_atomic(self.path, json.dumps(dict(self.report(), pid=os.getpid())) + "\n", mode=0o600)
 
     def done(self):
         if self.path:
@@ -199,6 +202,26 @@ def push(runner, layout, name, target, *, bandwidth=None, force=False, check_mod
     return result
 
 
+def progress_lines(directory=PROGRESS_DIR):
+    """The lines of the copies under way on this host (``renet transfer status``); the files of
+    copies whose process is gone (killed outright) are removed instead."""
+    lines = []
+    for entry in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+        path = os.path.join(directory, entry)
+        try:
+            with open(path) as handle:
+                progress = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        pid = progress.get("pid")
+        if isinstance(pid, int) and not os.path.exists("/proc/%d" % pid):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            continue
+        lines.append(progress.get("line") or entry)
+    return lines
+
+
 def target_of(params):
     return _ssh.Target(params["to"], port=params.get("port") or 22, user=params.get("user") or "root",
                        identity=params.get("identity") or _ssh.IDENTITY,
@@ -280,6 +303,7 @@ def receive(runner, layout, guid, name, stream, *, progress_dir=PROGRESS_DIR):
         runner.pipe(_btrfs.receive_argv(directory), source=stream, meter=meter)
     except LockboxError as exc:
         failure = exc
+        meter.done()  # no stale line in renet transfer status
     after, half = list_snapshots(runner, directory)
     made = [s for s in after + half if s["uuid"] not in known]
     good = [s for s in made if s["name"] == name and s["readonly"] and s["received_uuid"]

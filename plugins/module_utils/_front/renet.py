@@ -323,13 +323,7 @@ def guard_agents(layout, options, environ, ancestry=None):
 def _transfer_command(runner, layout, options):
     from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_transfer as _transfer
     if options.verb == "status":
-        directory = _transfer.PROGRESS_DIR
-        names = sorted(os.listdir(directory)) if os.path.isdir(directory) else []
-        for entry in names:
-            with open(os.path.join(directory, entry)) as handle:
-                _say(json.load(handle)["line"])
-        if not names:
-            _say("no copy under way")
+        _say("\n".join(_transfer.progress_lines()) or "no copy under way")
         return 0
     if options.verb == "serve":
         words = shlex.split(os.environ.get("SSH_ORIGINAL_COMMAND", ""))

@@ -3,6 +3,7 @@
 
 import io
 import json
+import os
 
 import pytest
 
@@ -224,3 +225,16 @@ def test_commit_refuses_a_copy_whose_counts_differ_and_removes_it(tmp_path, monk
         _transfer.commit(runner, layout, request)
     assert runner.calls[-1] == ["btrfs", "subvolume", "delete", str(directory / SNAP)]
     assert not list((tmp_path / "state" / "repos").iterdir())
+
+
+def test_status_shows_copies_under_way_and_drops_the_lines_of_copies_killed_outright(tmp_path):
+    meter = _transfer.Meter("parcel", total=4 << 20, progress_dir=str(tmp_path), clock=lambda: 100.0)
+    meter(b"x" * 1024)
+    meter.write()
+    dead = {"line": "receive-20261125T100000Z-a1b2c3: 1.0 MiB", "pid": 2 ** 22 + 1}  # above pid_max: never alive
+    (tmp_path / "receive-20261125T100000Z-a1b2c3.json").write_text(json.dumps(dead))
+    (tmp_path / "torn.json").write_text("{")
+    assert _transfer.progress_lines(str(tmp_path)) == [meter.report()["line"]]
+    assert sorted(os.listdir(tmp_path)) == ["parcel.json", "torn.json"]
+    meter.done()
+    assert _transfer.progress_lines(str(tmp_path)) == []
