@@ -157,6 +157,5 @@ def stray_network_ids(layout, records, unit_dir=None, config_dir=None, slices_di
 
 def run(runner, params, check_mode=False):
     """Entry point of lockbox.fleet.repo_prune."""
-    grace = params.get("snapshot_grace")
     return prune(runner, _repository.layout_of(params), check_mode=check_mode,
-                 snapshot_grace=SNAPSHOT_GRACE if grace is None else grace)
+                 snapshot_grace=params.get("snapshot_grace", SNAPSHOT_GRACE))
