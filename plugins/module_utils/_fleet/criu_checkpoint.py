@@ -248,7 +248,8 @@ def create(runner, repo, name, *, leave_running=True, check_mode=False, lockbox_
             _mark_stopped(repo, entries, stopped=False)
         shutil.rmtree(partial, ignore_errors=True)
         raise LockboxError("checkpoint %s of %s failed at %s: %s" % (
-            name, repo.name, entries[len(done)]["container"], exc.msg), cmd=exc.cmd, rc=exc.rc) from None
+            name, repo.name, entries[len(done)]["container"], with_criu_log(exc.msg)), cmd=exc.cmd,
+            rc=exc.rc) from None
     faults.pause_after("checkpoint-dumped")  # the kill test: every image written, no manifest yet
     for entry in entries:
         entry["images"] = image_digests(os.path.join(partial, entry["container"]))
@@ -293,6 +294,12 @@ def damage(directory, entry):
         return "its images cannot be read (%s)" % exc.strerror
     changed = sorted(n for n in set(recorded) | set(found) if list(recorded.get(n) or []) != list(found.get(n) or []))
     return "its images differ from what was dumped (%s)" % ", ".join(changed[:5]) if changed else None
+
+
+def with_criu_log(message):
+    """``message`` and, when it names CRIU's log, that log's last error lines (the reason)."""
+    errors = _criu_tool.log_errors(message)
+    return "%s; CRIU's log says: %s" % (message, errors) if errors else message
 
 
 def _start_again(runner, repo, entries, directory):
@@ -359,7 +366,7 @@ def _start_from(runner, repo, entry, directory, foreign=False):
                     # dockerd now and then fails to hand the images to containerd ("content ...:
                     # already exists"); the same start succeeds when asked again.
                     if "already exists" not in exc.msg or attempt == RESTORE_ATTEMPTS:
-                        raise
+                        raise LockboxError(with_criu_log(exc.msg), cmd=exc.cmd, rc=exc.rc) from None
     finally:
         shutil.rmtree(staged, ignore_errors=True)
 

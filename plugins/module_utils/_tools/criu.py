@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 # Where CRIU keeps what it learnt of the kernel (tmpfs: gone at reboot); every later run reads it.
 KERNEL_CACHE = "/run/criu.kdat"
@@ -22,3 +23,25 @@ def learn_kernel(runner, cache=None):
     """
     if not os.path.exists(cache or KERNEL_CACHE):
         runner.run(["criu", "check"])
+
+
+# runc names CRIU's log in its error ("criu failed: type NOTIFY errno 0 path=/.../criu-dump.log"):
+# that message never says why; the log's own error lines do.
+_LOG_NAMED = re.compile(r"path=\s*(/[^\s:]+/criu-(?:dump|restore)\.log)")
+_LOG_ERROR = re.compile(r"^\(\s*[0-9.]+\)\s+(?:\d+:\s+)?Error\b")
+
+
+def log_errors(message, limit=4, width=240):
+    """The last error lines of the CRIU log a runc failure ``message`` names ('' when none)."""
+    named = _LOG_NAMED.search(message or "")
+    if not named or ".." in named.group(1).split("/"):
+        return ""
+    try:
+        with open(named.group(1), "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - (256 << 10)))  # a dump's log can be megabytes
+            lines = handle.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    errors = [line.strip()[:width] for line in lines if _LOG_ERROR.match(line)]
+    return " | ".join(errors[-limit:])
