@@ -68,7 +68,10 @@ class FakeRunner:
                 if status is None:
                     raise LockboxError("%s %s: nothing answers on %s" % (method, path, socket_path), cmd=request)
                 if status not in ok_statuses:
-                    raise LockboxError("%s %s failed (HTTP %d)" % (method, path, status), cmd=request, rc=status)
+                    # the real runner's message: dockerd's own "message" follows
+                    detail = data.get("message") if isinstance(data, dict) else data
+                    raise LockboxError("%s %s on %s failed (HTTP %d): %s" % (method, path, socket_path, status, detail),
+                                       cmd=request, rc=status)
                 return ApiResult(request, status, data)
         raise AssertionError("FakeRunner has no recorded answer for %r" % (request,))
 

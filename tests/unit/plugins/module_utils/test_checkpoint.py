@@ -186,6 +186,31 @@ def test_a_failed_dump_that_stopped_containers_brings_them_back_and_leaves_no_ch
     assert _project.load_project_state(os.path.join(ticker.mount, "counter"))["stopped"] == []
 
 
+def test_a_failed_dump_says_what_criu_s_log_says(ticker, fake_runner, tmp_path):
+    # runc's message names the log and says nothing more; the reason is in the log's error lines.
+    log = tmp_path / "bundle" / "criu-dump.log"
+    log.parent.mkdir()
+    log.write_text(fixture_text("criu_dump_failed.log"))
+    fake_runner.answer_api(SOCKET, "POST", "/containers/%s/checkpoints" % COUNTER, {
+        "message": "Cannot checkpoint container %s: runc did not terminate successfully: exit status 1: "
+                   "criu failed: type NOTIFY errno 0 path= %s: unknown" % (COUNTER, log)}, status=500)
+    with pytest.raises(LockboxError) as failed:
+        _checkpoint.create(fake_runner, ticker, "daily")
+    assert failed.value.msg.endswith(
+        "CRIU's log says: (04.390231) Error (compel/src/lib/infect.c:418): Unable to detach from 999999: No such "
+        "process | (04.390556) Error (criu/cr-dump.c:2111): Dumping FAILED.")
+
+
+@pytest.mark.parametrize("message", [
+    "criu failed: type NOTIFY errno 0",  # no log named
+    "criu failed: type NOTIFY errno 0 path= /nonexistent/criu-dump.log: unknown",  # cannot be read
+    "criu failed path= /etc/../etc/criu-dump.log",  # not a plain path
+    "criu failed path= /etc/passwd",  # not CRIU's log
+])
+def test_only_a_readable_criu_log_named_as_such_is_quoted(message):
+    assert not _criu_tool.log_errors(message)
+
+
 def test_nothing_labelled_running_is_a_clear_error_that_changes_nothing(tmp_path, fake_runner):
     listed = [c for c in json.loads(fixture_text("docker_api_containers_counter.json"))
               if "rediacc.checkpoint" not in c["Labels"]]
