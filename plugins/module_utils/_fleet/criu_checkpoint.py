@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core import faults
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import (
@@ -43,6 +44,7 @@ PARTIAL = ".partial-"
 # The name images get in a container's own checkpoint directory while it is started from them.
 STAGED = "lockbox-restore"
 RESTORE_ATTEMPTS = 3
+DUMP_ATTEMPTS = 3
 # The checkpoint the next repo up restores (written by repo down --checkpoint and by a fork).
 PENDING = ".restore-on-up.json"
 RECORD_PENDING = "restore_on_up"
@@ -239,7 +241,7 @@ def create(runner, repo, name, *, leave_running=True, check_mode=False, lockbox_
         _criu_tool.learn_kernel(runner)
         with criu_mode(repo, restoring=False):
             for entry in entries:
-                _docker.checkpoint_create(runner, host, entry["id"], entry["container"], partial, leave_running)
+                _dump(runner, host, entry, partial, leave_running)
                 done.append(entry)
     except LockboxError as exc:
         # Nothing half-done: containers already dumped and stopped come back from what was dumped.
@@ -260,6 +262,24 @@ def create(runner, repo, name, *, leave_running=True, check_mode=False, lockbox_
     os.rename(partial, path_of(repo.mount, name))
     os.sync()  # on disk before anything snapshots the volume (a fork, a backup)
     return True, actions, summary(repo.mount, name)
+
+
+def _dump(runner, host, entry, partial, leave_running):
+    """``docker checkpoint create`` of one container, asked again after a failure of CRIU's own.
+
+    A dump races the processes it freezes (one forking or exiting, a connection passing
+    through a state CRIU cannot hold); CRIU then resumes them all and fails, and the same dump
+    a moment later succeeds. Any other refusal (not running, unknown) is final at once.
+    """
+    for attempt in range(1, DUMP_ATTEMPTS + 1):
+        try:
+            _docker.checkpoint_create(runner, host, entry["id"], entry["container"], partial, leave_running)
+            return
+        except LockboxError as exc:
+            if "criu failed" not in exc.msg or attempt == DUMP_ATTEMPTS:
+                raise
+            shutil.rmtree(os.path.join(partial, entry["container"]), ignore_errors=True)
+            time.sleep(1)
 
 
 # Images up to this size are hashed; larger ones (process memory: pages-*.img) only sized, so a

@@ -122,6 +122,7 @@ def ticker(tmp_path, monkeypatch, fake_runner):
     (tmp_path / "criu.kdat").write_bytes(b"learnt")  # CRIU has probed this host's kernel since it booted
     monkeypatch.setattr(_criu_tool, "KERNEL_CACHE", str(tmp_path / "criu.kdat"))
     monkeypatch.setattr(os, "sync", lambda: None)
+    monkeypatch.setattr(_checkpoint.time, "sleep", lambda seconds: None)
     listed = json.loads(fixture_text("docker_api_containers_counter.json"))
     for item in listed:  # as if the application were in this temporary mount
         labels = item["Labels"]
@@ -151,6 +152,44 @@ def test_a_checkpoint_dumps_only_the_labelled_service_through_the_daemon_and_is_
     assert fake_runner.calls[calls:] == []
 
 
+CRIU_RACED = {"message": "Cannot checkpoint container: runc did not terminate successfully: exit status 1: criu "
+                         "failed: type NOTIFY errno 0 path= /nonexistent/criu-dump.log: unknown"}
+
+
+@pytest.mark.parametrize("failures, dumps, made", [
+    (1, 2, True),   # CRIU lost a race with the processes it froze: the same dump again succeeds
+    (3, 3, False),  # it keeps failing: three attempts, then the failure, and no checkpoint
+])
+def test_a_dump_that_criu_failed_is_asked_again(ticker, fake_runner, failures, dumps, made):
+    fake_runner.answer_api(SOCKET, "POST", "/containers/%s/checkpoints" % COUNTER, None, status=201)
+    answer = fake_runner.api
+    left = [failures]
+
+    def api(socket_path, method, path, **kwargs):
+        if method == "POST" and left[0]:
+            left[0] -= 1
+            os.makedirs(os.path.join(kwargs["body"]["CheckpointDir"], "counter-counter-1"))  # a failed dump's images
+            fake_runner.calls.append(["api", socket_path, method, path])
+            raise LockboxError("POST %s failed (HTTP 500): %s" % (path, CRIU_RACED["message"]), rc=500)
+        return answer(socket_path, method, path, **kwargs)
+    fake_runner.api = api
+    if made:
+        assert _checkpoint.create(fake_runner, ticker, "daily")[0]
+    else:
+        with pytest.raises(LockboxError, match=r"failed at counter-counter-1: .*criu failed"):
+            _checkpoint.create(fake_runner, ticker, "daily")
+    assert sum(call[2] == "POST" for call in fake_runner.calls) == dumps
+    assert (_checkpoint.summary(ticker.mount, "daily") is not None) is made
+
+
+def test_a_dump_refused_for_another_reason_is_not_asked_again(ticker, fake_runner):
+    fake_runner.answer_api(SOCKET, "POST", "/containers/%s/checkpoints" % COUNTER,
+                           {"message": "container %s is not running" % COUNTER}, status=409)
+    with pytest.raises(LockboxError, match="is not running"):
+        _checkpoint.create(fake_runner, ticker, "daily")
+    assert sum(call[2] == "POST" for call in fake_runner.calls) == 1
+
+
 def test_a_checkpoint_directory_that_leads_out_of_the_volume_is_refused(ticker, fake_runner, tmp_path_factory):
     outside = tmp_path_factory.mktemp("outside")
     os.makedirs(os.path.join(ticker.mount, ".rediacc"))
@@ -177,8 +216,7 @@ def test_check_mode_says_what_would_be_dumped_and_writes_nothing(ticker, fake_ru
 
 def test_a_failed_dump_that_stopped_containers_brings_them_back_and_leaves_no_checkpoint(ticker, fake_runner,
                                                                                          monkeypatch):
-    fake_runner.answer_api(SOCKET, "POST", "/containers/%s/checkpoints" % COUNTER, {"message": "criu failed"},
-                           status=500)
+    fake_runner.answer_api(SOCKET, "POST", "/containers/%s/checkpoints" % COUNTER, CRIU_RACED, status=500)
     with pytest.raises(LockboxError, match="checkpoint daily of ticker failed at counter-counter-1"):
         _checkpoint.create(fake_runner, ticker, "daily", leave_running=False)
     assert os.listdir(os.path.join(ticker.mount, ".rediacc/checkpoint")) == []
