@@ -25,9 +25,10 @@ def learn_kernel(runner, cache=None):
         runner.run(["criu", "check"])
 
 
-# runc names CRIU's log in its error ("criu failed: type NOTIFY errno 0 path=/.../criu-dump.log"):
-# that message never says why; the log's own error lines do.
-_LOG_NAMED = re.compile(r"path=\s*(/[^\s:]+/criu-(?:dump|restore)\.log)")
+# runc's error names CRIU's log and never says why; the log's own error lines do. A failed dump:
+# "criu failed: type NOTIFY errno 0 path= /…/criu-dump.log" (containerd's copy in the bundle);
+# a failed restore: "criu failed: type NOTIFY errno 0\nlog file: /…/work/restore.log".
+_LOG_NAMED = re.compile(r"(?:path=|log file:)\s*(/[^\s:]+/(?:criu-)?(?:dump|restore)\.log)")
 _LOG_ERROR = re.compile(r"^\(\s*[0-9.]+\)\s+(?:\d+:\s+)?Error\b")
 
 

@@ -239,6 +239,14 @@ def test_a_failed_dump_says_what_criu_s_log_says(ticker, fake_runner, tmp_path):
         "process | (04.390556) Error (criu/cr-dump.c:2111): Dumping FAILED.")
 
 
+def test_a_failed_restore_s_log_is_quoted_too(tmp_path):
+    log = tmp_path / "work" / "restore.log"
+    log.parent.mkdir()
+    log.write_text(fixture_text("criu_dump_failed.log"))
+    message = "OCI runtime restore failed: criu failed: type NOTIFY errno 0\nlog file: %s: unknown" % log
+    assert _criu_tool.log_errors(message, limit=1) == "(04.390556) Error (criu/cr-dump.c:2111): Dumping FAILED."
+
+
 @pytest.mark.parametrize("message", [
     "criu failed: type NOTIFY errno 0",  # no log named
     "criu failed: type NOTIFY errno 0 path= /nonexistent/criu-dump.log: unknown",  # cannot be read
