@@ -63,8 +63,8 @@ from ansible_collections.lockbox.fleet.plugins.module_utils._front import module
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(snapshot_grace=dict(type="int", default=3600), **_module.LAYOUT_ARGS),
-                           supports_check_mode=True)
+    spec = dict(snapshot_grace=dict(type="int", default=_repo_prune.SNAPSHOT_GRACE), **_module.LAYOUT_ARGS)
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     _module.run(module, _repo_prune.run)
 
 
