@@ -38,10 +38,18 @@ SKIPPED = re.compile(r"^(WARNING\s+\[[\w.-]+ > [\w-]+\] Skipping"
                      r"|INFO\s+\[[\w.-]+ > [\w-]+\] Executed: (Skipped|\d+ disabled))")
 SHOWN_TASKS = 15
 # A failed Ansible task, or a failed test in pytest's report (never Ansible's retries).
-FAILURE = re.compile(r"^(fatal|failed): \[|^\[ERROR\]|^ERROR! |^_{5,} test_|^FAILED (?!- RETRYING)")
+# Molecule's own errors (an idempotence or syntax failure) are logged as "CRITICAL ..." or "ERROR ...".
+FAILURE = re.compile(r"^(fatal|failed): \[|^\[ERROR\]|^(ERROR|CRITICAL)\b|^_{5,} test_|^FAILED (?!- RETRYING)")
+# The task a failure belongs to (Ansible prints its name before), until a play's recap.
+TASK = re.compile(r"^(TASK|RUNNING HANDLER) \[")
+# Ansible's line after a failure that ignore_errors let pass.
+IGNORED = re.compile(r"^\.\.\.ignoring$")
 FAILURE_LINES = 30
 # Colour codes (CI may force colour on) would hide a failure from FAILURE and STEP.
 COLOUR = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# The last failures of a failed lane: it stops at its first failed command, so its last
+# failure is the cause; the ones before it are mostly failures the tests expect (a hostile
+# input refused inside a block's rescue), which Ansible prints the same way.
 SHOWN_FAILURES = 3
 STARTED = time.monotonic()
 
@@ -88,9 +96,9 @@ class Lane:
         self.commands = [argv for entry in entries for argv in commands(entry)]
         self.log = LOGS / ("molecule-%s-%s.log" % (phase, name))
         self.timings = LOGS / ("task-timings-%s-%s.jsonl" % (phase, name))
-        self.steps, self.failures = [], []
+        self.steps, self.failures = [], []  # failures: blocks of lines, each from a FAILURE line on
         self.rc, self.seconds, self.process = None, 0.0, None
-        self._current, self._context = None, 0
+        self._current, self._context, self._task = None, 0, None
 
     def run(self, output_lock):
         started = time.monotonic()
@@ -99,7 +107,7 @@ class Lane:
         except Exception as error:  # pylint: disable=broad-except
             # A lane that could not run its commands failed; the other lanes go on.
             self.rc = 1
-            self.failures += ["-- %s" % self.name, "lane %s could not run: %s" % (self.name, error)]
+            self.failures.append(["lane %s could not run: %s" % (self.name, error)])
         self.seconds = time.monotonic() - started
 
     def _run(self, output_lock):
@@ -136,12 +144,17 @@ class Lane:
         log.write(raw)
         log.flush()
         important = False
+        if TASK.match(line) or line.startswith("PLAY RECAP"):
+            self._task = line.rstrip()[:300] if TASK.match(line) else None
         if FAILURE.search(line):
             self._context = FAILURE_LINES
-            self.failures.append("-- %s" % self.name)
+            self.failures.append([self._task] if self._task else [])
             important = True
+        elif IGNORED.match(line) and self.failures:
+            self.failures.pop()
+            self._context = 0
         if self._context:
-            self.failures.append(line.rstrip()[:300])
+            self.failures[-1].append(line.rstrip()[:300])
             self._context -= 1
         if SKIPPED.match(line):
             self._current = None
@@ -193,6 +206,17 @@ def run_phase(phase, shared):
             sys.stdout.write(lane.log.read_text(errors="replace"))
             sys.stdout.flush()
     return running
+
+
+def failure_report(phase, lane):
+    """What made a lane fail: its last failures (or its rc when it printed none), newest last."""
+    lines = ["===== what failed in molecule: lane %s of phase %s, rc=%s (its last %d failures) =====" % (
+        lane.name, phase, lane.rc, SHOWN_FAILURES)]
+    for block in lane.failures[-SHOWN_FAILURES:]:
+        lines += ["-- %s" % lane.name] + block
+    if not lane.failures:
+        lines.append("(no failed task in its output: see %s)" % lane.log)
+    return "\n".join(lines) + "\n"
 
 
 def summarise(phases, budgets, wall):
@@ -265,9 +289,9 @@ def main():
         for phase in suite["phases"]:
             lanes = run_phase(phase, shared)
             phases[phase["name"]] = lanes
-            for lane in lanes:
-                failures.extend(lane.failures)
             failed = [lane for lane in lanes if lane.rc != 0]
+            for lane in failed:
+                failures.append(failure_report(phase["name"], lane))
             if failed:
                 rc = failed[0].rc or 1
                 print("\n===== phase %s failed in lane %s: later phases do not run =====" % (
@@ -278,8 +302,7 @@ def main():
     rc = rc or destroyed
     if rc and failures:
         # Also kept in a file: scripts/test prints it again as the run's last lines.
-        text = "===== what failed in molecule (the first %d) =====\n%s\n" % (
-            SHOWN_FAILURES, "\n".join(failures[:SHOWN_FAILURES * (FAILURE_LINES + 1)]))
+        text = "".join(failures)
         failures_file.write_text(text)
         print("\n" + text, end="")
     print("\n".join(summarise(phases, suite, time.monotonic() - started)), flush=True)
