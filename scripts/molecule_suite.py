@@ -213,7 +213,7 @@ def failure_report(phase, lane):
     lines = ["===== what failed in molecule: lane %s of phase %s, rc=%s (its last %d failures) =====" % (
         lane.name, phase, lane.rc, SHOWN_FAILURES)]
     for block in lane.failures[-SHOWN_FAILURES:]:
-        lines += ["-- %s" % lane.name] + block
+        lines += ["-- %s" % lane.name, *block]
     if not lane.failures:
         lines.append("(no failed task in its output: see %s)" % lane.log)
     return "\n".join(lines) + "\n"
