@@ -63,6 +63,8 @@ APPLY_RANGES = ("import os, struct, sys\n"
                 "        break\n"
                 "    while length:\n"
                 "        chunk = inp.read(min(length, 4 << 20))\n"
+                "        if not chunk:\n"
+                "            sys.exit('the stream ended inside a range')\n"
                 "        os.pwrite(fd, chunk, offset)\n"
                 "        offset, length = offset + len(chunk), length - len(chunk)\n"
                 "os.fsync(fd)\n")
