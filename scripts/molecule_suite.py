@@ -144,8 +144,10 @@ class Lane:
         log.write(raw)
         log.flush()
         important = False
-        if TASK.match(line) or line.startswith("PLAY RECAP"):
-            self._task = line.rstrip()[:300] if TASK.match(line) else None
+        if TASK.match(line):
+            self._task = line.rstrip()[:300]
+        elif line.startswith("PLAY RECAP"):
+            self._task = None
         if FAILURE.search(line):
             self._context = FAILURE_LINES
             self.failures.append([self._task] if self._task else [])

@@ -28,7 +28,7 @@ import struct
 import subprocess
 import time
 
-from floor import Bare, count_commands, log, report
+from floor import Bare, count_commands, log, median, report
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.runner import Runner
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import luks_repo as _luks_repo
@@ -167,13 +167,12 @@ def changed_ranges(old, new):
 def extents_push(guid, snapshot, parent):
     """The difference as changed extents: (ms, bytes of data sent). B's copy of ``parent`` is the base."""
     started = time.monotonic()
-    here = "%s/ext-%s" % (FLOOR_DIR, snapshot)
-    subprocess.run(["btrfs", "-q", "subvolume", "snapshot", "-r", LAYOUT.subvolume(guid), here], check=True)
-    image = "%s/%s" % (here, _repository.IMAGE_NAME)
+    copy = "%s/ext-%s" % (FLOOR_DIR, snapshot)  # the same path on both guests
+    subprocess.run(["btrfs", "-q", "subvolume", "snapshot", "-r", LAYOUT.subvolume(guid), copy], check=True)
+    image = "%s/%s" % (copy, _repository.IMAGE_NAME)
     ranges = changed_ranges(extent_map("%s/%s/%s" % (FLOOR_DIR, parent, _repository.IMAGE_NAME)), extent_map(image))
-    there = "%s/ext-%s" % (FLOOR_DIR, snapshot)
-    receive = subprocess.Popen([*ROOT_SSH, "btrfs -q subvolume snapshot %s/%s %s && python3 -c %s %s/%s" % (
-        FLOOR_DIR, parent, there, shlex.quote(APPLY_RANGES), there, _repository.IMAGE_NAME)], stdin=subprocess.PIPE)
+    receive = subprocess.Popen([*ROOT_SSH, "btrfs -q subvolume snapshot %s/%s %s && python3 -c %s %s" % (
+        FLOOR_DIR, parent, copy, shlex.quote(APPLY_RANGES), image)], stdin=subprocess.PIPE)
     with open(image, "rb") as source:
         for offset, length in ranges:
             receive.stdin.write(RANGE.pack(offset, length))
@@ -272,7 +271,7 @@ def main():
     forget_on_target(guid)
     forget_here(guid)
     _luks_repo.converge_repo(RUNNER, LAYOUT, NAME, state="absent", force=True)
-    extents["ms"] = round(sorted(extents["all_ms"])[len(extents["all_ms"]) // 2], 1)
+    extents["ms"] = median(extents["all_ms"])
     report(ops, {"changed_extents": extents, "rounds": ROUNDS, "full_rounds": FULL_ROUNDS, "written_mib": WRITTEN_MIB,
                  "delta_mib": DELTA_MIB,
                  "link": "qemu user networking between two TCG guests (guest A to the host's forwarded port of B)"})
