@@ -324,12 +324,37 @@ def _revert_one(tree, entry):
         return what, "NOT FOUND"
     open(source, "w").write(text.replace(old, new, 1))
     try:
-        out = subprocess.run([PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", "tests/unit"],
-                             check=False, capture_output=True, text=True, cwd=tree).stdout
+        # The test files that name the reverted file first (a second, not a whole suite, per
+        # revert), then the whole suite only if none of them failed: the verdict is the same.
+        failed = None
+        for tests in (_tests_naming(tree, path), ["tests/unit"]):
+            if tests:
+                failed = _first_failure(tree, tests)
+            if failed:
+                break
     finally:
         open(source, "w").write(text)
+    return what, failed
+
+
+def _tests_naming(tree, path):
+    """The unit test files whose text names the module or script at ``path`` (by its file name)."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    found = []
+    for directory, _dirs, files in os.walk(os.path.join(tree, "tests", "unit")):
+        for name in sorted(files):
+            if name.startswith("test_") and name.endswith(".py"):
+                with open(os.path.join(directory, name)) as handle:
+                    if stem in handle.read():
+                        found.append(os.path.relpath(os.path.join(directory, name), tree))
+    return sorted(found)
+
+
+def _first_failure(tree, tests):
+    out = subprocess.run([PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", *tests],
+                         check=False, capture_output=True, text=True, cwd=tree).stdout
     failed = [line for line in out.splitlines() if line.startswith("FAILED")]
-    return what, failed[0].split("::", 1)[1][:80] if failed else None
+    return failed[0].split("::", 1)[1][:80] if failed else None
 
 
 def main():
