@@ -124,8 +124,12 @@ def up(args):
         # norandmaps: TCG keys its translated code by virtual address, so with ASLR every new
         # process (each Ansible module run, each docker or cryptsetup command) is translated
         # afresh; without it, translations are reused: docker --version 0.4 s -> 0.12 s, an
-        # Ansible module run -20 %, 10x less generated code (docs/testing.md). Test guests only.
-        "-append", "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet panic=5 norandmaps",
+        # Ansible module run -20 %, 10x less generated code (docs/testing.md). Test guests only,
+        # as are: transparent_hugepage=never (khugepaged took ~5 % of a busy guest's CPU scanning
+        # memory, which TCG makes dear) and mitigations=off (retpolines and RSB filling on every
+        # kernel indirect call and context switch, for an emulated CPU no attacker shares).
+        "-append", "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet panic=5 norandmaps "
+                   "transparent_hugepage=never mitigations=off",
         "-drive", f"file={paths['root']},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
         "-drive", f"file={paths['data']},if=virtio,format=qcow2,cache=unsafe",
         "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22",
