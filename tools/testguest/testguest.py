@@ -12,7 +12,8 @@ Used by the Molecule create/destroy playbooks, the demo and the benchmarks:
 
 Each guest boots a throwaway qcow2 overlay on the cached pristine image, so every run
 starts clean. Acceleration: LOCKBOX_ACCEL=tcg (default here: nested KVM is unusable on
-this machine kind) or kvm on hosts where KVM works.
+this machine kind) or kvm on hosts where KVM works; LOCKBOX_QEMU names another qemu binary
+(a wrapper script may add options such as -L).
 """
 
 import argparse
@@ -114,7 +115,7 @@ def up(args):
                    check=True)
     port = free_port()
     cmd = [
-        "qemu-system-x86_64",
+        os.environ.get("LOCKBOX_QEMU", "qemu-system-x86_64"),
         "-name", f"{args.name},process={PROCESS_TAG}:{args.name}",
         *accel_args(args.cpus),
         "-smp", str(args.cpus), "-m", str(args.memory),
