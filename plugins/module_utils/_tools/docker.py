@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import time
 from urllib.parse import quote, urlencode
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
@@ -81,9 +82,29 @@ def start_from_checkpoint(runner, host, container_id, checkpoint_id):
                timeout=CHECKPOINT_TIMEOUT)
 
 
-def remove(runner, host, container_ids):
+# How long a removal the daemon started itself (a fork's inherited container that the fork's
+# new daemon cleans up as it starts) may take before it counts as stuck.
+REMOVAL_WAIT = 120.0
+
+
+def remove(runner, host, container_ids, wait=REMOVAL_WAIT):
+    """``docker rm -f`` of each container. One the daemon is already removing (HTTP 409 "removal
+    ... is already in progress") is waited for until it is gone: the same end, not a failure."""
     for container_id in container_ids:
-        runner.api(_socket(host), "DELETE", _container_path(container_id, "?force=1"), ok_statuses=(204, 404))
+        path = _container_path(container_id, "?force=1")
+        answer = runner.api(_socket(host), "DELETE", path, ok_statuses=(204, 404, 409))
+        if answer.status != 409:
+            continue
+        detail = answer.data.get("message") if isinstance(answer.data, dict) else answer.data
+        if "already in progress" not in str(detail):
+            raise LockboxError("DELETE %s on %s failed (HTTP 409): %s" % (path, _socket(host), detail),
+                               cmd=answer.request, rc=409)
+        deadline = time.monotonic() + wait
+        while inspect(runner, host, container_id) is not None:
+            if time.monotonic() > deadline:
+                raise LockboxError("container %s was still being removed by its daemon after %d s"
+                                   % (container_id, wait), cmd=answer.request, rc=409)
+            time.sleep(0.5)
 
 
 def server_version(runner, host):
