@@ -138,9 +138,11 @@ def up(args):
         "-device", "virtio-rng-pci",
         # No floppy, CD-ROM or VGA: nothing the guest would probe at boot.
         "-nodefaults", "-display", "none", "-serial", f"file:{paths['console']}",
-        "-monitor", f"unix:{paths['monitor']},server,nowait",
         "-daemonize", "-pidfile", str(paths["pid"]),
     ]
+    # A unix socket's path has at most 107 bytes: a deep run directory goes without the monitor.
+    if len(os.fsencode(paths["monitor"])) < 108:
+        cmd += ["-monitor", f"unix:{paths['monitor']},server,nowait"]
     for attempt in (1, 2):
         subprocess.run(cmd, check=True)
         if wait_for_ssh(port, image / "id_ed25519", time.monotonic() + args.timeout):
