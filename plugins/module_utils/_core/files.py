@@ -42,6 +42,14 @@ def write_atomic(path, content, mode=0o644):
         raise
 
 
+def remove_file(path):
+    """Remove ``path``; one that is already gone is no error."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 def write_if_changed(path, content, mode=0o644):
     """True when the file had to be written."""
     if read_text(path) == content:

@@ -15,8 +15,8 @@ import os
 import re
 import stat
 
-from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput, LockboxError
-from ansible_collections.lockbox.fleet.plugins.module_utils._core.files import read_text, write_atomic
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import LockboxError
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.files import read_text, remove_file, write_atomic
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.plan import Action, apply_plan
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import repo_backup as _backup
 from ansible_collections.lockbox.fleet.plugins.module_utils._tools import systemd as _systemd
@@ -31,8 +31,8 @@ def timer_unit(name):
     return "lockbox-backup-%s.timer" % name
 
 
-def strategy_path(name, directory=None):
-    return os.path.join(directory or _backup.STRATEGY_DIR, name + ".json")
+def strategy_path(name):
+    return os.path.join(_backup.STRATEGY_DIR, name + ".json")
 
 
 def strategy_text(strategy):
@@ -86,15 +86,8 @@ def _write(path, content, mode):
     return _file_step(lambda: write_atomic(path, content, mode=mode), "write %s" % path)
 
 
-def _unlink(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
 def _remove(path):
-    return _file_step(lambda: _unlink(path), "remove %s" % path)
+    return _file_step(lambda: remove_file(path), "remove %s" % path)
 
 
 def _make_directory(path):
@@ -169,7 +162,7 @@ def _roll_back(runner, before, exc):
             if (read_text(path), _mode_of(path)) == (content, mode):
                 continue
             if content is None:
-                _unlink(path)
+                remove_file(path)
             else:
                 write_atomic(path, content, mode=mode[1])
             undone.append(path)
@@ -183,11 +176,8 @@ def _roll_back(runner, before, exc):
 
 def run(runner, params, check_mode=False):
     """Entry point of lockbox.fleet.backup_schedule."""
-    strategies = params.get("strategies")
-    if strategies is None:
-        raise InvalidInput("strategies is required (a list, [] for none)")
     # Every strategy is checked, schedules by systemd-analyze too, before anything is written.
-    checked = _backup.check_strategies(runner, strategies)
+    checked = _backup.check_strategies(runner, params["strategies"])
     names = [s["name"] for s in checked]
     seen = observe(runner, names, params.get("remove_others", True))
     actions, touched = plan(runner, checked, seen)

@@ -26,7 +26,7 @@ import os
 import shutil
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput, LockboxError
-from ansible_collections.lockbox.fleet.plugins.module_utils._core.files import read_text, write_atomic
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.files import read_text, remove_file, write_atomic
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.plan import Action, apply_plan
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_environments as _environments
 from ansible_collections.lockbox.fleet.plugins.module_utils._fleet import hub_routes as _hub_routes
@@ -212,12 +212,7 @@ def _write(path, content):
 
 
 def _remove(path):
-    def apply():
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-    return apply
+    return lambda: remove_file(path)
 
 
 def _caddy_reload(runner):

@@ -90,14 +90,15 @@ REMOVAL_WAIT = 120.0
 def remove(runner, host, container_ids, wait=REMOVAL_WAIT):
     """``docker rm -f`` of each container. One the daemon is already removing (HTTP 409 "removal
     ... is already in progress") is waited for until it is gone: the same end, not a failure."""
+    socket_path = _socket(host)
     for container_id in container_ids:
         path = _container_path(container_id, "?force=1")
-        answer = runner.api(_socket(host), "DELETE", path, ok_statuses=(204, 404, 409))
+        answer = runner.api(socket_path, "DELETE", path, ok_statuses=(204, 404, 409))
         if answer.status != 409:
             continue
         detail = answer.data.get("message") if isinstance(answer.data, dict) else answer.data
         if "already in progress" not in str(detail):
-            raise LockboxError("DELETE %s on %s failed (HTTP 409): %s" % (path, _socket(host), detail),
+            raise LockboxError("DELETE %s on %s failed (HTTP 409): %s" % (path, socket_path, detail),
                                cmd=answer.request, rc=409)
         deadline = time.monotonic() + wait
         while inspect(runner, host, container_id) is not None:

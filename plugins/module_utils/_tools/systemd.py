@@ -5,11 +5,10 @@
 
 from __future__ import annotations
 
-import os
 import posixpath
 
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.errors import InvalidInput
-from ansible_collections.lockbox.fleet.plugins.module_utils._core.files import read_text, write_atomic
+from ansible_collections.lockbox.fleet.plugins.module_utils._core.files import read_text, remove_file, write_atomic
 from ansible_collections.lockbox.fleet.plugins.module_utils._core.text import key_values
 
 UNIT_DIR = "/etc/systemd/system"
@@ -62,10 +61,7 @@ def write_unit_file(unit, content):
 
 
 def remove_unit_file(unit):
-    try:
-        os.unlink(posixpath.join(UNIT_DIR, unit))
-    except FileNotFoundError:
-        pass
+    remove_file(posixpath.join(UNIT_DIR, unit))
 
 
 def systemctl(runner, *args):
